@@ -1,0 +1,335 @@
+"""One typed configuration for a run: YAML files plus dotted `key=value` overrides.
+
+Units are in the names: `*_frames` counts emulator frames (the paper's budget unit),
+`*_steps` counts agent steps (one action = `frame_skip` frames, summed over parallel envs),
+`*_updates` counts gradient updates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or override; the CLI prints it as one line, exit 2."""
+
+
+@dataclass
+class EnvConfig:
+    game: str = "Pong"
+    # nature: no sticky actions (the NoFrameskip-v4 setting of Mnih et al. 2015);
+    # machado: sticky actions with probability 0.25 (Machado et al. 2018, section 5).
+    protocol: Literal["nature", "machado"] = "nature"
+    # gymnasium: our wrapper stack over ale-py, one emulator per env, stepped in this process;
+    # ale_vector: ale-py's C++ AtariVectorEnv, envs stepped on worker threads.
+    backend: Literal["gymnasium", "ale_vector"] = "gymnasium"
+    num_envs: int = 1
+    frame_skip: int = 4
+    noop_max: int = 30
+    fire_reset: bool = True
+    # Life loss ends the *learning* episode (zero bootstrap) while the game goes on.
+    terminal_on_life_loss: bool = True
+    max_episode_frames: int = 108_000
+    frame_size: int = 84
+    frame_stack: int = 4
+
+
+@dataclass
+class NetworkConfig:
+    hidden_size: int = 512
+    # NHWC convolutions are faster on CUDA with cuDNN; on CPU the default layout is faster.
+    channels_last: bool = False
+
+
+@dataclass
+class ReplayConfig:
+    capacity: int = 1_000_000
+    n_step: int = 1
+    # Keep the whole uint8 frame store on the GPU so sampling never leaves the device.
+    store_on_device: bool = False
+
+
+@dataclass
+class OptimizerConfig:
+    name: Literal["adam", "rmsprop"] = "rmsprop"
+    lr: float = 2.5e-4
+    eps: float = 0.01
+    rmsprop_alpha: float = 0.95
+    rmsprop_centered: bool = True
+    # None turns gradient-norm clipping off.
+    max_grad_norm: Optional[float] = None
+
+
+@dataclass
+class AgentConfig:
+    gamma: float = 0.99
+    loss: Literal["huber", "mse"] = "huber"
+    double_dqn: bool = False
+    # Hard sync every `target_update_period` updates (Nature: 10,000); with tau < 1 the target
+    # is instead moved softly by tau at every update.
+    target_update_period: int = 10_000
+    tau: float = 1.0
+    epsilon_start: float = 1.0
+    epsilon_end: float = 0.1
+    epsilon_decay_frames: int = 1_000_000
+
+
+@dataclass
+class TrainConfig:
+    total_frames: int = 50_000_000
+    learning_starts_steps: int = 50_000
+    # One update every `train_frequency_steps` agent steps, whatever the number of envs.
+    train_frequency_steps: int = 4
+    batch_size: int = 32
+    device: str = "auto"
+    torch_threads: int = 0  # 0: let torch decide
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 10
+    epsilon: float = 0.05
+    every_frames: int = 1_000_000
+    # Nature's evaluation cap: 5 minutes of play at 60 Hz = 18,000 frames.
+    max_episode_frames: int = 18_000
+    protocol: Literal["nature", "machado"] = "nature"
+
+
+@dataclass
+class LogConfig:
+    every_steps: int = 10_000
+    tensorboard: bool = True
+    csv: bool = True
+    progress: Literal["auto", "bar", "lines", "off"] = "auto"
+
+
+@dataclass
+class CheckpointConfig:
+    every_frames: int = 1_000_000
+    keep_last: int = 2
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    run_dir: Optional[str] = None
+    runs_root: str = "runs"
+    # Recorded in the run's name; set from the config file's stem when loaded from a file.
+    config_name: str = "default"
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+# (dotted key, predicate, what a valid value is). Checked after types, before anything runs.
+_RANGES: list[tuple[str, Any, str]] = [
+    ("env.num_envs", lambda v: v >= 1, "an integer >= 1"),
+    ("env.frame_skip", lambda v: v >= 1, "an integer >= 1"),
+    ("env.noop_max", lambda v: v >= 0, "an integer >= 0"),
+    ("env.max_episode_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("env.frame_size", lambda v: v >= 8, "an integer >= 8"),
+    ("env.frame_stack", lambda v: v >= 1, "an integer >= 1"),
+    ("network.hidden_size", lambda v: v >= 1, "an integer >= 1"),
+    ("replay.capacity", lambda v: v >= 1, "a positive integer"),
+    ("replay.n_step", lambda v: v >= 1, "an integer >= 1"),
+    ("optimizer.lr", lambda v: v > 0, "a positive number"),
+    ("optimizer.eps", lambda v: v > 0, "a positive number"),
+    ("optimizer.rmsprop_alpha", lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    ("optimizer.max_grad_norm", lambda v: v is None or v > 0, "a positive number or null"),
+    ("agent.gamma", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("agent.target_update_period", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.tau", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("agent.epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("agent.epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("agent.epsilon_decay_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("train.total_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("train.learning_starts_steps", lambda v: v >= 0, "an integer >= 0"),
+    ("train.train_frequency_steps", lambda v: v >= 1, "an integer >= 1"),
+    ("train.batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("train.torch_threads", lambda v: v >= 0, "an integer >= 0"),
+    ("eval.episodes", lambda v: v >= 0, "an integer >= 0"),
+    ("eval.epsilon", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("eval.every_frames", lambda v: v >= 0, "an integer >= 0 (0: no evaluation during training)"),
+    ("eval.max_episode_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("log.every_steps", lambda v: v >= 1, "an integer >= 1"),
+    ("checkpoint.every_frames", lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
+    ("checkpoint.keep_last", lambda v: v >= 1, "an integer >= 1"),
+]
+
+
+def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
+    """Every valid dotted key, e.g. 'replay.capacity'."""
+    keys = []
+    for name, typ in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(typ):
+            keys.extend(all_keys(typ, prefix + name + "."))
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+    if not close:  # a typo in the last part only: compare leaf names too
+        leaf = key.rsplit(".", 1)[-1]
+        leaves = {k.rsplit(".", 1)[-1]: k for k in all_keys()}
+        close = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)]
+    hint = f"; did you mean '{close[0]}'?" if close else "; run `dqn-atari train --help-config` for the list"
+    return ConfigError(f"unknown config key '{key}'{hint}")
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Check `value` against the field's type; ints are accepted where floats are expected."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0])
+    if origin is Literal:
+        choices = typing.get_args(typ)
+        if value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}{hint}"
+            )
+        return value
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+    elif typ is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():  # 5e6 in YAML is a float
+            return int(value)
+    elif typ is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif typ is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(f"config key '{key}' must be {names.get(typ, typ)}, got {value!r}")
+
+
+def _apply(obj: Any, mapping: dict, prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    for name, value in mapping.items():
+        key = prefix + str(name)
+        if name not in hints:
+            raise _unknown_key(key)
+        current = getattr(obj, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{key}' is a section; give its fields, e.g. '{key}.{dataclasses.fields(current)[0].name}=...'")
+            _apply(current, value, key + ".")
+        else:
+            setattr(obj, name, _coerce(key, value, hints[name]))
+
+
+def get(cfg: Config, key: str) -> Any:
+    obj: Any = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def validate(cfg: Config) -> None:
+    for key, ok, valid in _RANGES:
+        value = get(cfg, key)
+        if not ok(value):
+            raise ConfigError(f"config key '{key}' must be {valid}, got {value!r}")
+    if cfg.agent.epsilon_end > cfg.agent.epsilon_start:
+        raise ConfigError(
+            f"config key 'agent.epsilon_end' ({cfg.agent.epsilon_end}) must not exceed "
+            f"'agent.epsilon_start' ({cfg.agent.epsilon_start})"
+        )
+    if not (cfg.train.device in ("auto", "cpu", "cuda") or cfg.train.device.startswith("cuda:")):
+        raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
+    from dqn_atari.envs.games import resolve_game  # late import: games lists ale-py's ROMs
+
+    cfg.env.game = resolve_game(cfg.env.game)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. replay.capacity=100000")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: Any = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults <- YAML file (optionally `base:` another file) <- overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        for layer in _yaml_layers(Path(path)):
+            _apply(cfg, layer)
+        cfg.config_name = Path(path).stem
+    for text in overrides:
+        key, value = parse_override(text)
+        _apply(cfg, _nest(key, value))
+    validate(cfg)
+    return cfg
+
+
+def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist; the shipped ones are in configs/")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file '{path}' includes itself through 'base:'")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    layers = _yaml_layers(path.parent / base, seen + (path.resolve(),)) if base else []
+    return layers + [data]
+
+
+def to_dict(cfg: Config) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    cfg = Config()
+    _apply(cfg, data)
+    return cfg
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))

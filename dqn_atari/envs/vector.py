@@ -1,0 +1,182 @@
+"""N Atari games stepped together, with the same meaning on both backends.
+
+Both backends are gymnasium VectorEnvs in SAME_STEP autoreset mode: when a game ends, the
+step returns the new game's first observation and the ended game's last one in
+`info["final_obs"]`. `AtariVector` turns that into what the trainer needs:
+
+- `obs`: what to act on next; `next_obs`: what followed the action (for a game that just
+  ended, its last stack, not the new game's first) — the pair the replay stores;
+- `reward` in raw game points, `learning_reward` sign-clipped (Nature: rewards clipped to
+  [-1, 1] for learning only);
+- `terminated` (game over), `truncated` (time limit: bootstrap), `life_loss` (game goes on),
+  and `learning_terminal` = game over, or life loss when `terminal_on_life_loss`;
+- `finished_games`: raw full-game scores, never per-life returns.
+
+Life loss is derived here, from the emulator's `lives`, rather than from ale-py's
+`episodic_life`, which resets the whole game at each life loss instead of continuing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from dqn_atari.envs.factory import STICKY_ACTION_PROBABILITY, make_env
+from dqn_atari.envs.games import rom_id
+
+
+@dataclass
+class GameResult:
+    env_index: int
+    score: float  # raw game points, all lives
+    length_steps: int  # agent steps
+
+
+@dataclass
+class VectorStep:
+    obs: np.ndarray
+    next_obs: np.ndarray
+    reward: np.ndarray
+    learning_reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    life_loss: np.ndarray
+    learning_terminal: np.ndarray
+    finished_games: list[GameResult] = field(default_factory=list)
+
+
+class AtariVector:
+    def __init__(self, env: gym.vector.VectorEnv, *, terminal_on_life_loss: bool = True):
+        self.env = env
+        self.num_envs = env.num_envs
+        self.num_actions = int(env.single_action_space.n)
+        self.terminal_on_life_loss = terminal_on_life_loss
+        self._lives = np.zeros(self.num_envs, dtype=np.int64)
+        self._scores = np.zeros(self.num_envs, dtype=np.float64)
+        self._lengths = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        obs, info = self.env.reset(seed=seed)
+        self._lives[:] = info["lives"]
+        self._scores[:] = 0
+        self._lengths[:] = 0
+        return obs
+
+    def step(self, actions: np.ndarray) -> VectorStep:
+        obs, reward, terminated, truncated, info = self.env.step(actions.astype(np.int64, copy=False))
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated = np.asarray(terminated, dtype=bool)
+        truncated = np.asarray(truncated, dtype=bool)
+        game_over = terminated | truncated
+
+        lives = np.asarray(info["lives"])
+        # For an ended game `lives` is already the new game's count; its last life loss is game over.
+        life_loss = (lives < self._lives) & ~game_over
+        self._lives[:] = lives
+
+        self._scores += reward
+        self._lengths += 1
+        finished = []
+        next_obs = obs
+        if game_over.any():
+            ended = np.flatnonzero(game_over)
+            next_obs = obs.copy()
+            next_obs[ended] = _final_obs(info, ended)
+            finished = [GameResult(int(i), float(self._scores[i]), int(self._lengths[i])) for i in ended]
+            self._scores[ended] = 0
+            self._lengths[ended] = 0
+
+        learning_terminal = terminated | (life_loss & self.terminal_on_life_loss)
+        return VectorStep(
+            obs=obs,
+            next_obs=next_obs,
+            reward=reward,
+            learning_reward=np.sign(reward),
+            terminated=terminated,
+            truncated=truncated,
+            life_loss=life_loss,
+            learning_terminal=learning_terminal,
+            finished_games=finished,
+        )
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _final_obs(info: dict, ended: np.ndarray) -> np.ndarray:
+    final = info["final_obs"]
+    if final.dtype == object:  # SyncVectorEnv: an object array holding None where no game ended
+        return np.stack([final[i] for i in ended])
+    return final[ended]
+
+
+def make_vector_env(
+    game: str,
+    num_envs: int = 1,
+    *,
+    backend: str = "gymnasium",
+    protocol: str = "nature",
+    frame_skip: int = 4,
+    noop_max: int = 30,
+    fire_reset: bool = True,
+    terminal_on_life_loss: bool = True,
+    max_episode_frames: int = 108_000,
+    frame_size: int = 84,
+    frame_stack: int = 4,
+) -> AtariVector:
+    if backend == "gymnasium":
+        make_one = partial(
+            make_env,
+            game,
+            protocol=protocol,
+            frame_skip=frame_skip,
+            noop_max=noop_max,
+            fire_reset=fire_reset,
+            max_episode_frames=max_episode_frames,
+            frame_size=frame_size,
+            frame_stack=frame_stack,
+        )
+        env = gym.vector.SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    elif backend == "ale_vector":
+        from ale_py.vector_env import AtariVectorEnv
+
+        env = AtariVectorEnv(
+            rom_id(game),
+            num_envs,
+            frameskip=frame_skip,
+            noop_max=noop_max,
+            use_fire_reset=fire_reset,
+            max_num_frames_per_episode=max_episode_frames,
+            repeat_action_probability=STICKY_ACTION_PROBABILITY[protocol],
+            img_height=frame_size,
+            img_width=frame_size,
+            stack_num=frame_stack,
+            grayscale=True,
+            maxpool=True,
+            episodic_life=False,  # it would reset the game; see the module docstring
+            reward_clipping=False,  # we need raw scores; the learning reward is clipped above
+            autoreset_mode=AutoresetMode.SAME_STEP,
+        )
+    else:
+        raise ValueError(f"unknown backend {backend!r}; expected gymnasium or ale_vector")
+    return AtariVector(env, terminal_on_life_loss=terminal_on_life_loss)
+
+
+def vector_env_from_config(env_cfg) -> AtariVector:
+    return make_vector_env(
+        env_cfg.game,
+        env_cfg.num_envs,
+        backend=env_cfg.backend,
+        protocol=env_cfg.protocol,
+        frame_skip=env_cfg.frame_skip,
+        noop_max=env_cfg.noop_max,
+        fire_reset=env_cfg.fire_reset,
+        terminal_on_life_loss=env_cfg.terminal_on_life_loss,
+        max_episode_frames=env_cfg.max_episode_frames,
+        frame_size=env_cfg.frame_size,
+        frame_stack=env_cfg.frame_stack,
+    )

@@ -1,0 +1,366 @@
+"""Replay memory that stores each 84x84 frame once and rebuilds frame stacks at sample time.
+
+Layout: one ring per parallel env, `frames[env, position]`, so an env's frames are always in
+the order it saw them and stacks never mix envs. Entry p of a ring holds the newest frame of
+the stack the agent acted on, the action, the clipped learning reward, and flags:
+
+  terminal   the transition from p ends learning (life loss or game over): no bootstrap
+  truncated  the game was cut by the time limit at p: bootstrap from p+1
+  first      p is the first frame of a game: older stack slots are zeros (the acting padding)
+  last       p holds only the frame a game ended on (no action taken from it); it exists so
+             that the transition before it has a real next state, which truncation needs
+
+Rebuilding: the stack for p is frames p-3..p, with zeros for slots before the game's first
+frame, exactly as the acting frame stack pads. A sample is valid only if every entry it
+reads is still in the ring (never an overwritten frame, never across the write cursor).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# Frames are saved in chunks of this many entries per env, so a checkpoint rewrites only the
+# chunks written since the previous one and hard-links the rest.
+CHUNK_ENTRIES = 16_384
+_FLAG_ARRAYS = ("terminal", "truncated", "first", "last")
+
+
+class ReplayError(RuntimeError):
+    """A replay that cannot be built or loaded; the message is one line for the user."""
+
+
+@dataclass
+class Batch:
+    """uint8 stacks and per-transition arrays. `obs` and `next_obs` may be views of one gather."""
+
+    obs: np.ndarray  # (B, stack, H, W) uint8
+    actions: np.ndarray  # (B,) int64
+    rewards: np.ndarray  # (B,) float32, n-step discounted sum of learning rewards
+    discounts: np.ndarray  # (B,) float32, gamma^k, or 0 where a learning terminal came first
+    next_obs: np.ndarray  # (B, stack, H, W) uint8
+    env_index: np.ndarray  # (B,) which ring
+    position: np.ndarray  # (B,) which entry of the ring
+
+
+def memory_available_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+class ReplayBuffer:
+    def __init__(
+        self,
+        capacity: int,
+        num_envs: int = 1,
+        *,
+        frame_shape: tuple[int, int] = (84, 84),
+        stack: int = 4,
+        n_step: int = 1,
+        gamma: float = 0.99,
+        seed: int = 0,
+        check_memory: bool = True,
+    ):
+        self.ring_size = capacity // num_envs
+        if self.ring_size < stack + n_step + 1:
+            raise ReplayError(
+                f"replay capacity {capacity} is too small for {num_envs} envs: each env's ring needs "
+                f"at least stack + n_step + 1 = {stack + n_step + 1} entries"
+            )
+        self.capacity = self.ring_size * num_envs
+        self.num_envs, self.stack, self.n_step, self.gamma = num_envs, stack, n_step, gamma
+        self.frame_shape = tuple(frame_shape)
+
+        shape = (num_envs, self.ring_size)
+        needed = self.capacity * (int(np.prod(frame_shape)) + 1 + 4 + len(_FLAG_ARRAYS))
+        available = memory_available_bytes()
+        if check_memory and needed > available:
+            raise ReplayError(
+                f"replay of capacity {capacity:,} needs {needed:,} bytes but only {available:,} are "
+                f"available; lower replay.capacity"
+            )
+        self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
+        self.actions = np.zeros(shape, dtype=np.uint8)  # Atari has at most 18 actions
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminal = np.zeros(shape, dtype=bool)
+        self.truncated = np.zeros(shape, dtype=bool)
+        self.first = np.zeros(shape, dtype=bool)
+        self.last = np.zeros(shape, dtype=bool)
+
+        self.cursor = np.zeros(num_envs, dtype=np.int64)  # next position to write, per ring
+        self.count = np.zeros(num_envs, dtype=np.int64)  # entries held, per ring
+        self.game_starts = np.ones(num_envs, dtype=bool)  # the next add begins a game
+        self.rng = np.random.Generator(np.random.PCG64(seed))
+        # Bumped whenever an entry of a chunk is written; a save reuses chunks whose version it
+        # already wrote.
+        n_chunks = -(-self.ring_size // CHUNK_ENTRIES)
+        self.chunk_version = np.zeros((num_envs, n_chunks), dtype=np.int64)
+        self._envs = np.arange(num_envs)
+
+    def __len__(self) -> int:
+        return int(self.count.sum())
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.frames, self.actions, self.rewards, self.terminal, self.truncated, self.first, self.last)
+        return sum(a.nbytes for a in arrays)
+
+    # ------------------------------------------------------------------ writing
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        terminal: np.ndarray,
+        truncated: np.ndarray,
+        game_over: np.ndarray,
+        next_obs: np.ndarray,
+    ) -> None:
+        """One step of all envs: obs (N, stack, H, W) the stacks acted on, next_obs the stacks
+        that followed. `terminal` is the learning terminal, `game_over` ends the game (game over
+        or truncation): only then is next_obs's newest frame stored, as a `last` entry."""
+        self._write(self._envs, obs[:, -1], actions, rewards, terminal, truncated, self.game_starts, False)
+        self.game_starts = np.asarray(game_over, dtype=bool).copy()
+        if self.game_starts.any():
+            ended = np.flatnonzero(self.game_starts)
+            zeros = np.zeros(len(ended))
+            self._write(ended, next_obs[ended, -1], zeros, zeros, False, False, False, True)
+
+    def _write(self, envs, frames, actions, rewards, terminal, truncated, first, last) -> None:
+        pos = self.cursor[envs]
+        self.frames[envs, pos] = frames
+        self.actions[envs, pos] = actions
+        self.rewards[envs, pos] = rewards
+        self.terminal[envs, pos] = terminal
+        self.truncated[envs, pos] = truncated
+        self.first[envs, pos] = first
+        self.last[envs, pos] = last
+        self.chunk_version[envs, pos // CHUNK_ENTRIES] += 1
+        self.cursor[envs] = (pos + 1) % self.ring_size
+        self.count[envs] = np.minimum(self.count[envs] + 1, self.ring_size)
+
+    # ------------------------------------------------------------------ sampling
+    def sample(self, batch_size: int) -> Batch:
+        """Uniform over valid transitions, by rejection (invalid ones are a small fraction:
+        each game's last entry, the newest n entries, and the oldest few of a full ring)."""
+        if self.count.sum() < 2:
+            raise ReplayError("replay holds too few transitions to sample from")
+        parts = []
+        found = 0
+        for _ in range(1000):
+            # An entry drawn uniformly over all held entries: env in proportion to its count.
+            draw = max(2 * (batch_size - found), 8)
+            flat = self.rng.integers(0, self.count.sum(), size=draw)
+            bounds = np.cumsum(self.count)
+            env = np.searchsorted(bounds, flat, side="right")
+            age = flat - (bounds[env] - self.count[env])
+            candidate = self._inspect(env, age)
+            keep = np.flatnonzero(candidate.pop("valid"))[: batch_size - found]
+            parts.append({k: v[keep] for k, v in candidate.items()})
+            found += len(keep)
+            if found == batch_size:
+                chosen = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+                return self._assemble(**chosen)
+        raise ReplayError("replay found no valid transitions to sample (too few complete steps stored)")
+
+    def _inspect(self, env: np.ndarray, age: np.ndarray) -> dict:
+        oldest = np.where(self.count[env] < self.ring_size, 0, self.cursor[env])
+        pos = (oldest + age) % self.ring_size
+        steps, ret, discount = self._n_step_walk(env, pos)
+        back = self._distance_to_first(env, pos, age)
+        newest_age = self.count[env] - 1
+        # Every entry read must still be held: back to the stack's oldest real frame, forward
+        # to the bootstrap state.
+        valid = (~self.last[env, pos]) & (age + steps <= newest_age) & (back <= age)
+        return dict(valid=valid, env=env, pos=pos, steps=steps, ret=ret, discount=discount, back=back)
+
+    def _distance_to_first(self, env, pos, age) -> np.ndarray:
+        """Entries back to the game's first frame, capped at stack-1; older slots are zeros."""
+        back = np.full(len(env), self.stack - 1, dtype=np.int64)
+        for j in range(self.stack - 2, -1, -1):
+            is_first = self.first[env, (pos - j) % self.ring_size] & (j <= age)
+            back = np.where(is_first, j, back)
+        return back
+
+    def _n_step_walk(self, env, pos):
+        """For each start: steps k to the bootstrap state (1..n), the discounted sum of learning
+        rewards, and gamma^k (0 if a learning terminal came first). Entries beyond the newest
+        may be read here; `_inspect` rejects any start whose walk needed them."""
+        steps = np.zeros(len(env), dtype=np.int64)
+        ret = np.zeros(len(env), dtype=np.float32)
+        discount = np.ones(len(env), dtype=np.float32)
+        running = np.ones(len(env), dtype=bool)
+        gamma = np.float32(self.gamma)
+        for j in range(self.n_step):
+            p = (pos + j) % self.ring_size
+            ret += np.where(running, discount * self.rewards[env, p], np.float32(0))
+            steps += running
+            ended = self.terminal[env, p]
+            discount = np.where(running, np.where(ended, np.float32(0), discount * gamma), discount)
+            running &= ~(ended | self.truncated[env, p])
+        return steps, ret, discount
+
+    def _assemble(self, env, pos, steps, ret, discount, back) -> Batch:
+        span = self.stack + self.n_step  # entries p-(stack-1) .. p+n_step
+        offsets = np.arange(-(self.stack - 1), self.n_step + 1)
+        idx = (pos[:, None] + offsets[None, :]) % self.ring_size
+        window = self.frames[env[:, None], idx]  # (B, span, H, W): the one big gather
+        # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are zeros.
+        pad = np.arange(span)[None, :] < (self.stack - 1 - back)[:, None]
+        if pad.any():
+            window[pad] = 0
+        obs = window[:, : self.stack]
+        if self.n_step == 1:  # every transition bootstraps from p+1: a view, no copy
+            next_obs = window[:, 1:]
+        else:
+            rows = np.arange(len(env))[:, None]
+            next_obs = window[rows, steps[:, None] + np.arange(self.stack)[None, :]]
+        return Batch(
+            obs=obs,
+            actions=self.actions[env, pos].astype(np.int64),
+            rewards=ret,
+            discounts=discount,
+            next_obs=next_obs,
+            env_index=env,
+            position=pos,
+        )
+
+    # ------------------------------------------------------------------ saving
+    def state_dict(self) -> dict:
+        return {
+            "cursor": self.cursor.tolist(),
+            "count": self.count.tolist(),
+            "game_starts": self.game_starts.tolist(),
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def save(self, directory: str | Path, reuse_from: str | Path | None = None) -> None:
+        """Plain .npy files (no pickle) and a manifest with shapes, counters and CRC32s.
+
+        Frame chunks whose contents did not change since the save in `reuse_from` are
+        hard-linked from there instead of rewritten, so a checkpoint costs what changed."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        previous = _read_manifest(Path(reuse_from)) if reuse_from else None
+        files = {}
+        for name in ("actions", "rewards", *_FLAG_ARRAYS):
+            files[f"{name}.npy"] = _save_npy(directory / f"{name}.npy", getattr(self, name))
+        chunks = {}
+        for e in range(self.num_envs):
+            for c in range(self.chunk_version.shape[1]):
+                fname = f"frames_{e}_{c}.npy"
+                version = int(self.chunk_version[e, c])
+                old = previous and previous["chunks"].get(fname)
+                if old and old["version"] == version and _try_link(Path(reuse_from) / fname, directory / fname):
+                    files[fname] = old["crc32"]
+                else:
+                    part = self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES]
+                    files[fname] = _save_npy(directory / fname, part)
+                chunks[fname] = {"version": version, "crc32": files[fname]}
+        manifest = {
+            "format": 1,
+            "capacity": self.capacity,
+            "num_envs": self.num_envs,
+            "ring_size": self.ring_size,
+            "frame_shape": list(self.frame_shape),
+            "stack": self.stack,
+            "n_step": self.n_step,
+            "gamma": self.gamma,
+            "chunk_entries": CHUNK_ENTRIES,
+            "state": self.state_dict(),
+            "files": {k: v for k, v in files.items() if not k.startswith("frames_")},
+            "chunks": chunks,
+        }
+        _write_json(directory / "manifest.json", manifest)
+
+    def load(self, directory: str | Path) -> None:
+        """Restore contents saved by `save`; any missing, truncated or altered file is refused."""
+        directory = Path(directory)
+        manifest = _read_manifest(directory)
+        expected = {
+            "num_envs": self.num_envs,
+            "ring_size": self.ring_size,
+            "frame_shape": list(self.frame_shape),
+            "stack": self.stack,
+        }
+        for key, value in expected.items():
+            if manifest.get(key) != value:
+                raise ReplayError(f"replay in {directory} has {key}={manifest.get(key)}, this run needs {value}")
+        for name in ("actions", "rewards", *_FLAG_ARRAYS):
+            array = _load_npy(directory / f"{name}.npy", manifest["files"][f"{name}.npy"])
+            getattr(self, name)[...] = array
+        for fname, info in manifest["chunks"].items():
+            e, c = (int(x) for x in fname[len("frames_") : -len(".npy")].split("_"))
+            self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = _load_npy(directory / fname, info["crc32"])
+            self.chunk_version[e, c] = info["version"]
+        state = manifest["state"]
+        self.cursor[:] = state["cursor"]
+        self.count[:] = state["count"]
+        self.game_starts[:] = state["game_starts"]
+        self.rng.bit_generator.state = state["rng"]
+
+
+def _save_npy(path: Path, array: np.ndarray) -> int:
+    array = np.ascontiguousarray(array)
+    # Never write through an existing name: it may be a hard link shared with an older save.
+    path.unlink(missing_ok=True)
+    with open(path, "wb") as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    return _crc_of_file(path)
+
+
+def _crc_of_file(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _load_npy(path: Path, crc: int) -> np.ndarray:
+    if not path.is_file():
+        raise ReplayError(f"replay file {path} is missing")
+    if _crc_of_file(path) != crc:
+        raise ReplayError(f"replay file {path} is corrupt (checksum mismatch): truncated or altered")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise ReplayError(f"replay file {path} is unreadable: {err}") from None
+
+
+def _try_link(src: Path, dst: Path) -> bool:
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:  # another filesystem, or the source is gone: write it instead
+        return False
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_manifest(directory: Path) -> dict:
+    path = directory / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReplayError(f"replay manifest {path} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ReplayError(f"replay manifest {path} is corrupt") from None
