@@ -2,7 +2,7 @@
 
 Layout: one ring per parallel env, `frames[env, position]`, so an env's frames are always in
 the order it saw them and stacks never mix envs. Entry p of a ring holds the newest frame of
-the stack the agent acted on, the action, the clipped learning reward, and flags:
+the stack the agent acted on, the action, the clipped learning reward, and flag bits:
 
   terminal   the transition from p ends learning (life loss or game over): no bootstrap
   truncated  the game was cut by the time limit at p: bootstrap from p+1
@@ -28,7 +28,8 @@ import numpy as np
 # Frames are saved in chunks of this many entries per env, so a checkpoint rewrites only the
 # chunks written since the previous one and hard-links the rest.
 CHUNK_ENTRIES = 16_384
-_FLAG_ARRAYS = ("terminal", "truncated", "first", "last")
+TERMINAL, TRUNCATED, FIRST, LAST = 1, 2, 4, 8  # bits of `flags`
+_SMALL_ARRAYS = ("actions", "rewards", "flags")
 
 
 class ReplayError(RuntimeError):
@@ -83,7 +84,7 @@ class ReplayBuffer:
         self.frame_shape = tuple(frame_shape)
 
         shape = (num_envs, self.ring_size)
-        needed = self.capacity * (int(np.prod(frame_shape)) + 1 + 4 + len(_FLAG_ARRAYS))
+        needed = self.capacity * (int(np.prod(frame_shape)) + 1 + 4 + 1)
         available = memory_available_bytes()
         if check_memory and needed > available:
             raise ReplayError(
@@ -93,10 +94,12 @@ class ReplayBuffer:
         self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
         self.actions = np.zeros(shape, dtype=np.uint8)  # Atari has at most 18 actions
         self.rewards = np.zeros(shape, dtype=np.float32)
-        self.terminal = np.zeros(shape, dtype=bool)
-        self.truncated = np.zeros(shape, dtype=bool)
-        self.first = np.zeros(shape, dtype=bool)
-        self.last = np.zeros(shape, dtype=bool)
+        self.flags = np.zeros(shape, dtype=np.uint8)
+        # Flat views of all rings: a sample's frames (and flags) come out of one fancy index.
+        self._flat_frames = self.frames.reshape(-1, *self.frame_shape)
+        self._flat_flags = self.flags.reshape(-1)
+        # The window around a start p: entries p-(stack-1) .. p+n_step.
+        self._window_offsets = np.arange(-(stack - 1), n_step + 1)
 
         self.cursor = np.zeros(num_envs, dtype=np.int64)  # next position to write, per ring
         self.count = np.zeros(num_envs, dtype=np.int64)  # entries held, per ring
@@ -113,8 +116,7 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.frames, self.actions, self.rewards, self.terminal, self.truncated, self.first, self.last)
-        return sum(a.nbytes for a in arrays)
+        return sum(getattr(self, name).nbytes for name in ("frames", *_SMALL_ARRAYS))
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -142,10 +144,12 @@ class ReplayBuffer:
         self.frames[envs, pos] = frames
         self.actions[envs, pos] = actions
         self.rewards[envs, pos] = rewards
-        self.terminal[envs, pos] = terminal
-        self.truncated[envs, pos] = truncated
-        self.first[envs, pos] = first
-        self.last[envs, pos] = last
+        self.flags[envs, pos] = (
+            np.where(terminal, TERMINAL, 0)
+            | np.where(truncated, TRUNCATED, 0)
+            | np.where(first, FIRST, 0)
+            | np.where(last, LAST, 0)
+        )
         self.chunk_version[envs, pos // CHUNK_ENTRIES] += 1
         self.cursor[envs] = (pos + 1) % self.ring_size
         self.count[envs] = np.minimum(self.count[envs] + 1, self.ring_size)
@@ -154,70 +158,81 @@ class ReplayBuffer:
     def sample(self, batch_size: int) -> Batch:
         """Uniform over valid transitions, by rejection (invalid ones are a small fraction:
         each game's last entry, the newest n entries, and the oldest few of a full ring)."""
-        if self.count.sum() < 2:
+        held = int(self.count.sum())
+        if held < 2:
             raise ReplayError("replay holds too few transitions to sample from")
-        parts = []
-        found = 0
+        # Draw exactly a batch; redraw only the invalid ones (usually none).
+        candidate = self._inspect(*self._locate(self._draw(held, batch_size)))
         for _ in range(1000):
-            # An entry drawn uniformly over all held entries: env in proportion to its count.
-            draw = max(2 * (batch_size - found), 8)
-            flat = self.rng.integers(0, self.count.sum(), size=draw)
-            bounds = np.cumsum(self.count)
-            env = np.searchsorted(bounds, flat, side="right")
-            age = flat - (bounds[env] - self.count[env])
-            candidate = self._inspect(env, age)
-            keep = np.flatnonzero(candidate.pop("valid"))[: batch_size - found]
-            parts.append({k: v[keep] for k, v in candidate.items()})
-            found += len(keep)
-            if found == batch_size:
-                chosen = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-                return self._assemble(**chosen)
+            invalid = np.flatnonzero(~candidate[0])
+            if len(invalid) == 0:
+                return self._assemble(*candidate[1:])
+            redraw = self._inspect(*self._locate(self._draw(held, len(invalid))))
+            for column, new in zip(candidate, redraw):
+                column[invalid] = new
         raise ReplayError("replay found no valid transitions to sample (too few complete steps stored)")
 
-    def _inspect(self, env: np.ndarray, age: np.ndarray) -> dict:
-        oldest = np.where(self.count[env] < self.ring_size, 0, self.cursor[env])
+    def _draw(self, held: int, n: int) -> np.ndarray:
+        # Uniform floats scaled to an index: a few times cheaper than Generator.integers for
+        # small n, and exactly uniform up to 2^-53.
+        return (self.rng.random(n) * held).astype(np.int64)
+
+    def _locate(self, draw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Entry number among all held entries -> (env, age in its ring); env in proportion to
+        how many entries it holds."""
+        if self.num_envs == 1:
+            return np.zeros(len(draw), dtype=np.int64), draw
+        bounds = np.cumsum(self.count)
+        env = np.searchsorted(bounds, draw, side="right")
+        return env, draw - (bounds - self.count)[env]
+
+    def _inspect(self, env: np.ndarray, age: np.ndarray):
+        """For transitions starting at (env, age): whether every entry they read is still held,
+        and (window index, env, pos, steps, return, discount, back) for `_assemble`."""
+        oldest = np.where(self.count < self.ring_size, 0, self.cursor)[env]
         pos = (oldest + age) % self.ring_size
-        steps, ret, discount = self._n_step_walk(env, pos)
-        back = self._distance_to_first(env, pos, age)
-        newest_age = self.count[env] - 1
-        # Every entry read must still be held: back to the stack's oldest real frame, forward
-        # to the bootstrap state.
-        valid = (~self.last[env, pos]) & (age + steps <= newest_age) & (back <= age)
-        return dict(valid=valid, env=env, pos=pos, steps=steps, ret=ret, discount=discount, back=back)
+        index = (env * self.ring_size)[:, None] + (pos[:, None] + self._window_offsets) % self.ring_size
+        flags = np.take(self._flat_flags, index)
+        back = self._distance_to_first(flags[:, : self.stack], age)
+        steps, ret, discount = self._n_step_walk(env, pos, flags[:, self.stack - 1 : -1])
+        # Back to the stack's oldest real frame, forward to the bootstrap state: all held.
+        valid = (flags[:, self.stack - 1] & LAST == 0) & (age + steps < self.count[env]) & (back <= age)
+        return valid, index, env, pos, steps, ret, discount, back
 
-    def _distance_to_first(self, env, pos, age) -> np.ndarray:
-        """Entries back to the game's first frame, capped at stack-1; older slots are zeros."""
-        back = np.full(len(env), self.stack - 1, dtype=np.int64)
-        for j in range(self.stack - 2, -1, -1):
-            is_first = self.first[env, (pos - j) % self.ring_size] & (j <= age)
-            back = np.where(is_first, j, back)
-        return back
+    def _distance_to_first(self, stack_flags: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """Entries back from p to its game's first frame, capped at stack-1 (older slots are
+        zeros). stack_flags holds the flags of p-(stack-1)..p; only held entries count."""
+        is_first = (stack_flags[:, ::-1] & FIRST) != 0  # column j: entry p-j
+        is_first &= np.arange(self.stack) <= age[:, None]
+        is_first[:, -1] = True  # the cap
+        return is_first.argmax(axis=1)
 
-    def _n_step_walk(self, env, pos):
-        """For each start: steps k to the bootstrap state (1..n), the discounted sum of learning
-        rewards, and gamma^k (0 if a learning terminal came first). Entries beyond the newest
-        may be read here; `_inspect` rejects any start whose walk needed them."""
+    def _n_step_walk(self, env, pos, walk_flags):
+        """Steps k to the bootstrap state (1..n), the discounted sum of learning rewards, and
+        gamma^k (0 if a learning terminal came first). walk_flags holds the flags of p..p+n-1.
+        Entries beyond the newest may be read; `_inspect` rejects any start that needed them."""
+        gamma = np.float32(self.gamma)
+        if self.n_step == 1:
+            terminal = (walk_flags[:, 0] & TERMINAL) != 0
+            return np.ones(len(env), dtype=np.int64), self.rewards[env, pos], np.where(terminal, np.float32(0), gamma)
+        rewards = self.rewards[env[:, None], (pos[:, None] + np.arange(self.n_step)) % self.ring_size]
         steps = np.zeros(len(env), dtype=np.int64)
         ret = np.zeros(len(env), dtype=np.float32)
         discount = np.ones(len(env), dtype=np.float32)
         running = np.ones(len(env), dtype=bool)
-        gamma = np.float32(self.gamma)
         for j in range(self.n_step):
-            p = (pos + j) % self.ring_size
-            ret += np.where(running, discount * self.rewards[env, p], np.float32(0))
+            ret += np.where(running, discount * rewards[:, j], np.float32(0))
             steps += running
-            ended = self.terminal[env, p]
+            ended = (walk_flags[:, j] & TERMINAL) != 0
             discount = np.where(running, np.where(ended, np.float32(0), discount * gamma), discount)
-            running &= ~(ended | self.truncated[env, p])
+            running &= (walk_flags[:, j] & (TERMINAL | TRUNCATED)) == 0
         return steps, ret, discount
 
-    def _assemble(self, env, pos, steps, ret, discount, back) -> Batch:
-        span = self.stack + self.n_step  # entries p-(stack-1) .. p+n_step
-        offsets = np.arange(-(self.stack - 1), self.n_step + 1)
-        idx = (pos[:, None] + offsets[None, :]) % self.ring_size
-        window = self.frames[env[:, None], idx]  # (B, span, H, W): the one big gather
+    def _assemble(self, index, env, pos, steps, ret, discount, back) -> Batch:
+        # (B, stack + n_step, H, W): entries p-(stack-1) .. p+n_step, the one big gather.
+        window = np.take(self._flat_frames, index, axis=0)
         # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are zeros.
-        pad = np.arange(span)[None, :] < (self.stack - 1 - back)[:, None]
+        pad = self._window_offsets < -back[:, None]
         if pad.any():
             window[pad] = 0
         obs = window[:, : self.stack]
@@ -225,7 +240,7 @@ class ReplayBuffer:
             next_obs = window[:, 1:]
         else:
             rows = np.arange(len(env))[:, None]
-            next_obs = window[rows, steps[:, None] + np.arange(self.stack)[None, :]]
+            next_obs = window[rows, steps[:, None] + np.arange(self.stack)]
         return Batch(
             obs=obs,
             actions=self.actions[env, pos].astype(np.int64),
@@ -254,7 +269,7 @@ class ReplayBuffer:
         directory.mkdir(parents=True, exist_ok=True)
         previous = _read_manifest(Path(reuse_from)) if reuse_from else None
         files = {}
-        for name in ("actions", "rewards", *_FLAG_ARRAYS):
+        for name in _SMALL_ARRAYS:
             files[f"{name}.npy"] = _save_npy(directory / f"{name}.npy", getattr(self, name))
         chunks = {}
         for e in range(self.num_envs):
@@ -297,7 +312,7 @@ class ReplayBuffer:
         for key, value in expected.items():
             if manifest.get(key) != value:
                 raise ReplayError(f"replay in {directory} has {key}={manifest.get(key)}, this run needs {value}")
-        for name in ("actions", "rewards", *_FLAG_ARRAYS):
+        for name in _SMALL_ARRAYS:
             array = _load_npy(directory / f"{name}.npy", manifest["files"][f"{name}.npy"])
             getattr(self, name)[...] = array
         for fname, info in manifest["chunks"].items():

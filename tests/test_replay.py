@@ -171,13 +171,13 @@ def test_n_step_return_hand_computed():
         buf.add(frames[t], np.array([t % 3]), np.array([rewards[t]]), np.array([terminal[t]]),
                 np.array([False]), np.array([False]), frames[t + 1])
     env, pos = np.array([0, 0, 0]), np.array([0, 1, 3])
-    info = buf._inspect(env, pos)
-    assert info["valid"].tolist() == [True, True, False]  # entry 3 needs entries 4..6, unwritten
-    assert info["ret"][0] == pytest.approx(1 + 0.5 * 2 + 0.25 * 4)
-    assert info["discount"][0] == 0.0  # the life loss at entry 2 cut the return
-    assert info["steps"][0] == 3
-    assert info["ret"][1] == pytest.approx(2 + 0.5 * 4)
-    assert info["steps"][1] == 2
+    valid, _, _, _, steps, ret, discount, _ = buf._inspect(env, pos)
+    assert valid.tolist() == [True, True, False]  # entry 3 needs entries 4..6, unwritten
+    assert ret[0] == pytest.approx(1 + 0.5 * 2 + 0.25 * 4)
+    assert discount[0] == 0.0  # the life loss at entry 2 cut the return
+    assert steps[0] == 3
+    assert ret[1] == pytest.approx(2 + 0.5 * 4)
+    assert steps[1] == 2
 
 
 def test_truncation_bootstraps_from_the_real_final_frame():

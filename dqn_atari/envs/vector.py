@@ -33,6 +33,7 @@ from dqn_atari.envs.games import rom_id
 class GameResult:
     env_index: int
     score: float  # raw game points, all lives
+    learning_return: float  # sum of clipped rewards, what the agent optimises
     length_steps: int  # agent steps
 
 
@@ -57,12 +58,14 @@ class AtariVector:
         self.terminal_on_life_loss = terminal_on_life_loss
         self._lives = np.zeros(self.num_envs, dtype=np.int64)
         self._scores = np.zeros(self.num_envs, dtype=np.float64)
+        self._learning_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, info = self.env.reset(seed=seed)
         self._lives[:] = info["lives"]
         self._scores[:] = 0
+        self._learning_returns[:] = 0
         self._lengths[:] = 0
         return obs
 
@@ -78,7 +81,9 @@ class AtariVector:
         life_loss = (lives < self._lives) & ~game_over
         self._lives[:] = lives
 
+        learning_reward = np.sign(reward)
         self._scores += reward
+        self._learning_returns += learning_reward
         self._lengths += 1
         finished = []
         next_obs = obs
@@ -86,8 +91,12 @@ class AtariVector:
             ended = np.flatnonzero(game_over)
             next_obs = obs.copy()
             next_obs[ended] = _final_obs(info, ended)
-            finished = [GameResult(int(i), float(self._scores[i]), int(self._lengths[i])) for i in ended]
+            finished = [
+                GameResult(int(i), float(self._scores[i]), float(self._learning_returns[i]), int(self._lengths[i]))
+                for i in ended
+            ]
             self._scores[ended] = 0
+            self._learning_returns[ended] = 0
             self._lengths[ended] = 0
 
         learning_terminal = terminated | (life_loss & self.terminal_on_life_loss)
@@ -95,7 +104,7 @@ class AtariVector:
             obs=obs,
             next_obs=next_obs,
             reward=reward,
-            learning_reward=np.sign(reward),
+            learning_reward=learning_reward,
             terminated=terminated,
             truncated=truncated,
             life_loss=life_loss,

@@ -1,0 +1,5 @@
+import sys
+
+from dqn_atari.cli import main
+
+sys.exit(main())

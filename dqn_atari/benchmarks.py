@@ -1,0 +1,304 @@
+"""Speed and memory figures, each measured side by side with its reference in the same run.
+
+Each benchmark prints a table and returns a dict of figures; `run` writes them as JSON.
+Ratios are what to compare across machines; absolute numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _timed(fn, seconds: float, min_calls: int = 3) -> float:
+    """Calls per second of `fn` over about `seconds` (after one warm-up call)."""
+    fn()
+    calls, start = 0, time.perf_counter()
+    while calls < min_calls or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - start)
+
+
+def _paired(fn_a, fn_b, seconds: float, block: int = 20) -> tuple[float, float]:
+    """Calls per second of fn_a and fn_b, alternating blocks of `block` calls of each, so that
+    both see the same machine load (these machines are shared and noisy)."""
+    fn_a(), fn_b()
+    spent = [0.0, 0.0]
+    calls = 0
+    while calls < 3 * block or sum(spent) < seconds:
+        for i, fn in enumerate((fn_a, fn_b)):
+            start = time.perf_counter()
+            for _ in range(block):
+                fn()
+            spent[i] += time.perf_counter() - start
+        calls += block
+    return calls / spent[0], calls / spent[1]
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+# ---------------------------------------------------------------------------- env
+def bench_env(seconds: float = 5.0) -> dict:
+    """Our wrapper stack vs gymnasium's AtariPreprocessing + FrameStackObservation (same settings),
+    and ale-py's vector backend, on Pong with random actions."""
+    import ale_py
+    import gymnasium as gym
+    from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+    from dqn_atari.envs import make_env, make_vector_env
+
+    gym.register_envs(ale_py)
+
+    def steps_per_s(env, n_actions) -> float:
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+
+        def step():
+            for a in rng.integers(0, n_actions, 100):
+                _, _, terminated, truncated, _ = env.step(a)
+                if terminated or truncated:
+                    env.reset()
+
+        return 100 * _timed(step, seconds)
+
+    ours = make_env("Pong")
+    reference = FrameStackObservation(
+        AtariPreprocessing(
+            gym.make("ALE/Pong-v5", frameskip=1, repeat_action_probability=0.0, max_num_frames_per_episode=108_000),
+            noop_max=30,
+            frame_skip=4,
+            screen_size=84,
+            terminal_on_life_loss=False,
+            grayscale_obs=True,
+        ),
+        4,
+        padding_type="zero",
+    )
+    # Interleave the two measurements so drift on a shared machine hits both alike.
+    ours_sps, ref_sps = [], []
+    for _ in range(3):
+        ours_sps.append(steps_per_s(ours, 6))
+        ref_sps.append(steps_per_s(reference, 6))
+    # Several envs per core: the vector backend amortises Python's per-call cost over a batch.
+    num_envs = 4 * (os.cpu_count() or 2)
+    vec = make_vector_env("Pong", num_envs, backend="ale_vector")
+    vec.reset(seed=0)
+    rng = np.random.default_rng(0)
+    vector_sps = num_envs * _timed(lambda: vec.step(rng.integers(0, 6, num_envs)), seconds)
+    out = {
+        "wrapper_steps_per_s": float(np.median(ours_sps)),
+        "gymnasium_reference_steps_per_s": float(np.median(ref_sps)),
+        "vector_steps_per_s": vector_sps,
+        "vector_num_envs": num_envs,
+    }
+    out["wrapper_vs_reference"] = out["wrapper_steps_per_s"] / out["gymnasium_reference_steps_per_s"]
+    out["vector_vs_wrapper"] = out["vector_steps_per_s"] / out["wrapper_steps_per_s"]
+    return out
+
+
+# ---------------------------------------------------------------------------- replay
+def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
+    """Bytes per transition of a full buffer, and sampling rate against the bare numpy gather of
+    the same frames (the floor: no implementation can move fewer bytes)."""
+    from dqn_atari.replay import FIRST, LAST, TERMINAL, ReplayBuffer
+
+    buf = ReplayBuffer(capacity, 1, seed=0)
+    # Fill: games of 500 steps, frames of distinct content, as the trainer would add them.
+    rng = np.random.default_rng(0)
+    block = rng.integers(0, 255, size=(1024, 84, 84), dtype=np.uint8)
+    positions = np.arange(capacity)
+    for start in range(0, capacity, 1024):  # in blocks: a temporary copy of 7 GB would not fit
+        buf.frames[0, start : start + 1024] = block[: min(1024, capacity - start)]
+    buf.actions[0] = rng.integers(0, 6, capacity)
+    buf.rewards[0] = rng.choice([-1.0, 0.0, 1.0], capacity)
+    game_position = positions % 501
+    buf.flags[0] = np.select([game_position == 0, game_position == 499, game_position == 500], [FIRST, TERMINAL, LAST], 0)
+    buf.count[0] = capacity
+    buf.cursor[0] = 0
+
+    batch = 32
+
+    def bare_gather():
+        p = rng.integers(0, capacity - 5, batch)
+        return buf.frames[0][p[:, None] + np.arange(5)]
+
+    sample_rate, gather_rate = _paired(lambda: buf.sample(batch), bare_gather, seconds)
+    out = {
+        "capacity": capacity,
+        "bytes_per_transition": buf.nbytes / capacity,
+        "sample_batches_per_s": sample_rate,
+        "numpy_gather_bound_batches_per_s": gather_rate,
+    }
+    out["sample_vs_gather_bound"] = sample_rate / gather_rate
+    return out
+
+
+# ---------------------------------------------------------------------------- learner
+def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
+    """Our agent's update vs a minimal plain-PyTorch DQN update of the same network and batch."""
+    import torch.nn.functional as F
+
+    from dqn_atari.agent import DQNAgent
+    from dqn_atari.networks import QNetwork
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(0)
+    b, n_actions = 32, 6
+    obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=device)
+    next_obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=device)
+    actions = torch.randint(0, n_actions, (b,), device=device)
+    rewards = torch.randn(b, device=device)
+    discounts = torch.full((b,), 0.99, device=device)
+
+    agent = DQNAgent(n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period=250, device=device)
+
+    online = QNetwork(n_actions).to(device)
+    target = QNetwork(n_actions).to(device)
+    target.load_state_dict(online.state_dict())
+    opt = torch.optim.Adam(online.parameters(), lr=1e-4)
+
+    def raw_update():
+        with torch.no_grad():
+            y = rewards + discounts * target(next_obs).max(1).values
+        q = online(obs).gather(1, actions[:, None]).squeeze(1)
+        loss = F.mse_loss(q, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def ours():
+        agent.update(obs, actions, rewards, discounts, next_obs)
+
+    def sync(fn):
+        def run():
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        return run
+
+    ours_rate, raw_rate = _paired(sync(ours), sync(raw_update), seconds, block=5)
+    out = {
+        "device": str(device),
+        "batch_size": b,
+        "update_ms": 1000 / ours_rate,
+        "raw_torch_update_ms": 1000 / raw_rate,
+    }
+    out["update_vs_raw"] = out["update_ms"] / out["raw_torch_update_ms"]
+    return out
+
+
+# ---------------------------------------------------------------------------- loop
+def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
+    """The full training loop on Pong with a warm replay (learning on from the first step),
+    against the learner bound train_frequency / update_seconds measured in the same run."""
+    import tempfile
+
+    from dqn_atari.config import load_config
+    from dqn_atari.trainer import Trainer, batch_to_device
+
+    config = Path(__file__).resolve().parent.parent / "configs" / "pong.yaml"
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(
+            config if config.exists() else None,
+            [
+                "env.game=Pong",
+                "replay.capacity=100000",
+                "train.train_frequency_steps=4",
+                "train.batch_size=32",
+                "eval.every_frames=0",
+                "log.tensorboard=false",
+                "log.csv=false",
+                "log.progress=off",
+                "log.every_steps=1000000000",
+                f"train.device={device or 'auto'}",
+            ],
+        )
+        trainer = Trainer(cfg, tmp)
+        tf = cfg.train.train_frequency_steps
+
+        def run_steps(n: int) -> None:
+            trainer.cfg.train.total_frames = trainer.frames + n * cfg.env.frame_skip
+            trainer.train()
+
+        def update_only() -> None:
+            batch = trainer.replay.sample(32)
+            trainer.agent.update(*batch_to_device(batch, trainer.device))
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        # Warm the replay with random play, then learn from the next step on.
+        trainer.cfg.train.learning_starts_steps = 10**12
+        run_steps(5_000)
+        trainer.cfg.train.learning_starts_steps = trainer.steps
+        steps_per_round = max(200, int(seconds / 3 * tf * _timed(update_only, 1.0)))
+
+        loop_rates, bound_rates = [], []
+        for _ in range(3):  # interleaved: the loop, then the learner alone
+            start_steps, start = trainer.steps, time.perf_counter()
+            run_steps(steps_per_round)
+            loop_rates.append((trainer.steps - start_steps) / (time.perf_counter() - start))
+            updates_before = trainer.agent.updates
+            bound_rates.append(tf * _timed(update_only, seconds / 6))
+            # Those extra updates must not count against the loop's schedule.
+            trainer.cfg.train.learning_starts_steps -= (trainer.agent.updates - updates_before) * tf
+        trainer.close()
+    out = {
+        "device": str(trainer.device),
+        "train_frequency_steps": cfg.train.train_frequency_steps,
+        "train_steps_per_s": float(np.median(loop_rates)),
+        "learner_bound_steps_per_s": float(np.median(bound_rates)),
+    }
+    out["loop_vs_learner_bound"] = out["train_steps_per_s"] / out["learner_bound_steps_per_s"]
+    return out
+
+
+BENCHMARKS = {"env": bench_env, "replay": bench_replay, "learner": bench_learner, "loop": bench_loop}
+
+
+def run(which: str, json_path: str | None = None, seconds: float | None = None, replay_capacity: int = 1_000_000) -> int:
+    names = list(BENCHMARKS) if which == "all" else [which]
+    results: dict = {"machine": machine()}
+    for name in names:
+        kwargs = {} if seconds is None else {"seconds": seconds}
+        if name == "replay":
+            kwargs["capacity"] = replay_capacity
+        print(f"running benchmark '{name}'...", flush=True)
+        results[name] = BENCHMARKS[name](**kwargs)
+        _print_table(name, results[name])
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {json_path}")
+    return 0
+
+
+def _print_table(name: str, figures: dict) -> None:
+    width = max(len(k) for k in figures)
+    print(f"== {name}")
+    for k, v in figures.items():
+        shown = f"{v:,.3f}" if isinstance(v, float) else str(v)
+        print(f"  {k:<{width}}  {shown}")

@@ -1,0 +1,107 @@
+"""Run logging: the same scalars to TensorBoard and to a CSV file, and a human-readable progress
+display (a bar on a terminal, plain lines in a SLURM log)."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+from torch.utils.tensorboard import SummaryWriter
+
+CSV_FIELDS = ("frames", "steps", "wall_time", "tag", "value")
+
+
+class Logger:
+    """Scalars keyed by emulator frames (TensorBoard's global step) and agent steps.
+
+    `start_frames` > 0 continues a resumed run: TensorBoard events after it are purged and CSV
+    rows after it dropped, so curves have neither gaps nor duplicates.
+    """
+
+    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, csv_log: bool = True, start_frames: int = 0):
+        self.run_dir = Path(run_dir)
+        self.csv_path = self.run_dir / "metrics.csv"
+        self.writer = None
+        if tensorboard:
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_frames if start_frames else None)
+        self._csv_file = None
+        if csv_log:
+            if start_frames and self.csv_path.exists():
+                _truncate_csv_after(self.csv_path, start_frames)
+            new = not self.csv_path.exists()
+            self._csv_file = open(self.csv_path, "a", newline="")
+            self._csv = csv.writer(self._csv_file)
+            if new:
+                self._csv.writerow(CSV_FIELDS)
+
+    def log(self, frames: int, steps: int, scalars: dict[str, float]) -> None:
+        now = time.time()
+        for tag, value in scalars.items():
+            value = float(value)
+            if self.writer is not None:
+                self.writer.add_scalar(tag, value, frames, walltime=now)
+            if self._csv_file is not None:
+                self._csv.writerow((frames, steps, f"{now:.3f}", tag, repr(value)))
+
+    def flush(self) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+        if self._csv_file is not None:
+            self._csv_file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is not None:
+            self.writer.close()
+        if self._csv_file is not None:
+            self._csv_file.close()
+
+
+def _truncate_csv_after(path: Path, frames: int) -> None:
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= frames]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(keep)
+    tmp.replace(path)
+
+
+def read_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(frames, value), ...] from a run's metrics.csv."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            out.setdefault(row["tag"], []).append((int(row["frames"]), float(row["value"])))
+    return out
+
+
+class Progress:
+    """tqdm bar when attached to a terminal, one plain line per report otherwise."""
+
+    def __init__(self, total_frames: int, start_frames: int = 0, mode: str = "auto"):
+        self.mode = mode
+        if mode == "auto":
+            self.mode = "bar" if sys.stderr.isatty() else "lines"
+        self.total = total_frames
+        self.bar = None
+        if self.mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_frames, initial=start_frames, unit="frame", unit_scale=True, dynamic_ncols=True)
+        self.last_frames = start_frames
+
+    def update(self, frames: int, stats: dict[str, str]) -> None:
+        if self.bar is not None:
+            self.bar.update(frames - self.last_frames)
+            self.bar.set_postfix(stats, refresh=False)
+        elif self.mode == "lines":
+            text = " ".join(f"{k}={v}" for k, v in stats.items())
+            print(f"[{time.strftime('%H:%M:%S')}] frames={frames}/{self.total} {text}", flush=True)
+        self.last_frames = frames
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,146 @@
+"""The pixel pipeline on real ALE games (Pong, Breakout, SpaceInvaders); no emulator mocks."""
+
+import hashlib
+
+import cv2
+import numpy as np
+import pytest
+from ale_py.env import AtariEnv
+from gymnasium.utils.env_checker import check_env
+
+from dqn_atari.envs import make_env, make_vector_env
+
+
+def test_observations_are_uint8_stacks_newest_last_zero_padded():
+    env = make_env("Pong")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    assert not obs[:3].any() and obs[3].any()  # zeros before the game's first frame
+    obs2, *_ = env.step(0)
+    np.testing.assert_array_equal(obs2[2], obs[3])  # the old newest moved one slot older
+    assert not obs2[:2].any()
+
+
+def test_gymnasium_check_env_passes():
+    check_env(make_env("Breakout"), skip_render_check=True)
+
+
+def test_max_pooling_of_last_two_frames_matches_frames_taken_from_the_emulator():
+    env = make_env("Breakout", noop_max=0, fire_reset=False)
+    raw = AtariEnv(game="breakout", obs_type="grayscale", frameskip=1, repeat_action_probability=0.0)
+    env.reset(seed=3)
+    raw.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        a = int(rng.integers(0, 4))
+        obs, *_ = env.step(a)
+        frames = [raw.step(a)[0] for _ in range(4)]
+        expected = cv2.resize(np.maximum(frames[2], frames[3]), (84, 84), interpolation=cv2.INTER_AREA)
+        np.testing.assert_array_equal(obs[-1], expected)
+
+
+def test_processed_frame_is_pinned():
+    """A silent change in preprocessing (resize method, pooling, palette) changes this hash."""
+    env = make_env("Pong", noop_max=0)
+    env.reset(seed=0)
+    for a in [2, 3, 2, 2, 3, 0, 1, 2] * 10:
+        obs, *_ = env.step(a)
+    digest = hashlib.sha256(obs.tobytes()).hexdigest()[:16]
+    assert digest == PINNED_PONG_STACK
+
+
+PINNED_PONG_STACK = "818083bd01a6a7a4"
+
+
+def test_noop_starts_are_random_within_range_and_seeded():
+    env = make_env("Pong", noop_max=30, fire_reset=False)
+    counts = []
+    for seed in range(40):
+        _, info = env.reset(seed=seed)
+        counts.append(info["noops"])
+        assert info["episode_frame_number"] == info["noops"]
+    assert min(counts) >= 1 and max(counts) <= 30 and len(set(counts)) > 10
+    assert env.reset(seed=5)[1]["noops"] == env.reset(seed=5)[1]["noops"]
+
+
+def test_fire_reset_presses_fire_for_one_frame_in_games_that_need_it():
+    with_fire = make_env("Breakout", noop_max=0)
+    without = make_env("Breakout", noop_max=0, fire_reset=False)
+    assert with_fire.reset(seed=0)[1]["episode_frame_number"] == 1
+    assert without.reset(seed=0)[1]["episode_frame_number"] == 0
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "ale_vector"])
+def test_life_loss_is_a_learning_terminal_while_the_game_and_raw_score_continue(backend):
+    envs = make_vector_env("Breakout", 1, backend=backend, noop_max=0)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(1)
+    life_losses, raw_total = 0, 0.0
+    while True:
+        step = envs.step(rng.integers(0, 4, 1))
+        raw_total += step.reward[0]
+        if step.life_loss[0]:
+            life_losses += 1
+            assert step.learning_terminal[0] and not step.terminated[0]
+        if step.finished_games:
+            break
+    assert life_losses == 4  # five lives: four losses mid-game, the fifth is game over
+    assert step.terminated[0] and step.learning_terminal[0]
+    assert step.finished_games[0].score == raw_total  # the whole game, not the last life
+
+
+def test_life_loss_terminal_can_be_switched_off():
+    envs = make_vector_env("Breakout", 1, noop_max=0, terminal_on_life_loss=False)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(1)
+    while True:
+        step = envs.step(rng.integers(0, 4, 1))
+        if step.life_loss[0]:
+            assert not step.learning_terminal[0]
+            break
+
+
+def test_reward_is_sign_clipped_for_learning_only():
+    envs = make_vector_env("SpaceInvaders", 2, noop_max=0)
+    envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        step = envs.step(rng.integers(0, 6, 2))
+        np.testing.assert_array_equal(step.learning_reward, np.sign(step.reward))
+        if (step.reward > 1).any():
+            break
+    assert (step.reward > 1).any(), "SpaceInvaders gives 5+ points per invader"
+    assert step.learning_reward.max() == 1.0
+
+
+def test_both_backends_give_identical_observation_streams():
+    """Same protocol, same start (no random no-ops), same actions: byte-identical stacks,
+    rewards and ends, on both of ale-py's code paths."""
+    streams = {}
+    for backend in ("gymnasium", "ale_vector"):
+        envs = make_vector_env("Pong", 2, backend=backend, noop_max=0)
+        obs = [envs.reset(seed=0)]
+        rng = np.random.default_rng(0)
+        rewards = []
+        for a in rng.integers(0, 6, size=(400, 2)):
+            step = envs.step(a)
+            obs.append(step.obs)
+            rewards.append(step.reward)
+        streams[backend] = (np.stack(obs), np.stack(rewards))
+    np.testing.assert_array_equal(streams["gymnasium"][0], streams["ale_vector"][0])
+    np.testing.assert_array_equal(streams["gymnasium"][1], streams["ale_vector"][1])
+
+
+@pytest.mark.parametrize("backend", ["gymnasium", "ale_vector"])
+def test_time_limit_truncates_bootstrappably_and_gives_the_final_stack(backend):
+    envs = make_vector_env("Pong", 1, backend=backend, noop_max=0, max_episode_frames=400)
+    obs = envs.reset(seed=0)
+    for t in range(100):
+        step = envs.step(np.array([0]))
+        if t < 99:
+            assert not (step.truncated[0] or step.terminated[0])
+            obs = step.obs
+    assert step.truncated[0] and not step.terminated[0] and not step.learning_terminal[0]
+    np.testing.assert_array_equal(step.next_obs[0, :3], obs[0, 1:])  # the ended game's last stack
+    assert not step.obs[0, :3].any()  # while obs is already the new game's first stack
+    assert step.finished_games[0].length_steps == 100
