@@ -232,7 +232,7 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
                 "eval.every_frames=0",
                 "log.tensorboard=false",
                 "log.csv=false",
-                "log.progress=off",
+                "log.progress=quiet",
                 "log.every_steps=1000000000",
                 f"train.device={device or 'auto'}",
             ],

@@ -53,8 +53,6 @@ class NetworkConfig:
 class ReplayConfig:
     capacity: int = 1_000_000
     n_step: int = 1
-    # Keep the whole uint8 frame store on the GPU so sampling never leaves the device.
-    store_on_device: bool = False
 
 
 @dataclass
@@ -109,7 +107,7 @@ class LogConfig:
     every_steps: int = 10_000
     tensorboard: bool = True
     csv: bool = True
-    progress: Literal["auto", "bar", "lines", "off"] = "auto"
+    progress: Literal["auto", "bar", "lines", "quiet"] = "auto"
 
 
 @dataclass

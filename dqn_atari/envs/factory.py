@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ale_py
 import gymnasium as gym
 from ale_py.env import AtariEnv
 from gymnasium.wrappers import FrameStackObservation, ResizeObservation
 
 from dqn_atari.envs.games import rom_id
 from dqn_atari.envs.wrappers import FireReset, MaxAndSkip, NoopReset, needs_fire_reset
+
+# Keep ALE's start-up banner out of stderr, where our one-line errors go.
+ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
 
 # nature: deterministic emulator, as NoFrameskip-v4 (Mnih et al. 2015);
 # machado: sticky actions, the emulator repeats the previous action with p=0.25 (Machado et al. 2018).

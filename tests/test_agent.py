@@ -1,0 +1,101 @@
+"""The DQN update against hand-computed numbers."""
+
+import numpy as np
+import pytest
+import torch
+
+from dqn_atari.agent import DQNAgent, linear_epsilon
+from dqn_atari.networks import QNetwork
+
+
+def constant_q(net: QNetwork, values) -> None:
+    """Make a network output `values` for every input: zero last-layer weights, bias = values."""
+    with torch.no_grad():
+        last = net.head[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor(values, dtype=torch.float32))
+
+
+def make_agent(**kw) -> DQNAgent:
+    torch.manual_seed(0)
+    return DQNAgent(3, optimizer="adam", lr=1e-4, eps=1e-8, **kw)
+
+
+def batch(n=2):
+    obs = torch.zeros(n, 4, 84, 84, dtype=torch.uint8)
+    return obs, obs.clone()
+
+
+def test_network_takes_uint8_and_outputs_one_value_per_action():
+    net = QNetwork(6)
+    q = net(torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8))
+    assert q.shape == (5, 6) and q.dtype == torch.float32
+    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    assert net.head[0].out_features == 512
+
+
+@pytest.mark.parametrize("double_dqn,expected_next", [(False, 3.0), (True, 1.0)])
+def test_td_target_single_and_double_terminal_and_not(double_dqn, expected_next):
+    agent = make_agent(double_dqn=double_dqn)
+    constant_q(agent.target, [1.0, 2.0, 3.0])
+    constant_q(agent.online, [5.0, 0.0, 0.0])  # online prefers action 0: Double DQN reads target Q[0] = 1
+    _, next_obs = batch()
+    rewards = torch.tensor([1.0, -1.0])
+    discounts = torch.tensor([0.99, 0.0])  # second transition is terminal
+    y = agent.td_target(rewards, discounts, next_obs)
+    assert y.tolist() == pytest.approx([1.0 + 0.99 * expected_next, -1.0])
+
+
+@pytest.mark.parametrize("loss,expected", [("huber", 1.03 - 0.5), ("mse", 1.03**2)])
+def test_loss_huber_vs_mse(loss, expected):
+    agent = make_agent(loss=loss)
+    constant_q(agent.target, [1.0, 2.0, 3.0])
+    constant_q(agent.online, [5.0, 0.0, 0.0])
+    obs, next_obs = batch(1)
+    stats = agent.update(obs, torch.tensor([0]), torch.tensor([1.0]), torch.tensor([0.99]), next_obs)
+    # target = 1 + 0.99 * 3 = 3.97, Q(s, 0) = 5: error 1.03
+    assert stats["loss"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_hard_target_sync_every_period_updates():
+    agent = make_agent(target_update_period=3)
+    obs, next_obs = batch(4)
+    args = (obs, torch.zeros(4, dtype=torch.int64), torch.ones(4), torch.full((4,), 0.9), next_obs)
+    initial = [p.clone() for p in agent.target.parameters()]
+    for update in range(1, 7):
+        agent.update(*args)
+        same_as_online = all(torch.equal(t, o) for t, o in zip(agent.target.parameters(), agent.online.parameters()))
+        same_as_initial = all(torch.equal(t, i) for t, i in zip(agent.target.parameters(), initial))
+        if update % 3 == 0:
+            assert same_as_online
+        else:
+            assert not same_as_online
+        if update < 3:
+            assert same_as_initial
+
+
+def test_soft_target_update_moves_by_tau():
+    agent = make_agent(tau=0.25)
+    before = [p.clone() for p in agent.target.parameters()]
+    obs, next_obs = batch(2)
+    agent.update(obs, torch.zeros(2, dtype=torch.int64), torch.ones(2), torch.full((2,), 0.9), next_obs)
+    for b, t, o in zip(before, agent.target.parameters(), agent.online.parameters()):
+        torch.testing.assert_close(t, b + 0.25 * (o - b))
+
+
+def test_epsilon_schedule_values():
+    assert linear_epsilon(0, 1.0, 0.1, 1_000_000) == 1.0
+    assert linear_epsilon(500_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.55)
+    assert linear_epsilon(1_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
+    assert linear_epsilon(7_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
+
+
+def test_epsilon_greedy_explores_at_the_given_rate_and_is_greedy_otherwise():
+    agent = make_agent()
+    constant_q(agent.online, [0.0, 9.0, 0.0])
+    obs = np.zeros((4000, 4, 84, 84), np.uint8)
+    assert (agent.act(obs[:64], 0.0) == 1).all()
+    actions = agent.act(obs, 0.3)
+    # Explored actions are uniform over 3, so a fraction 0.3 * 2/3 = 0.2 are not the greedy one.
+    assert abs((actions != 1).mean() - 0.2) < 0.03

@@ -1,0 +1,60 @@
+"""The training loop on real Pong: the replay ratio, logs a person can read, and failure."""
+
+import csv
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import CONFIGS
+from dqn_atari.config import load_config
+from dqn_atari.trainer import Trainer
+
+
+def test_replay_ratio_is_the_configured_one_with_parallel_envs(tmp_path):
+    cfg = load_config(
+        CONFIGS / "smoke.yaml",
+        ["env.num_envs=4", "train.learning_starts_steps=100", "train.train_frequency_steps=8",
+         "train.total_frames=3200", "log.progress=quiet", "log.tensorboard=false"],
+    )
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train()
+    trainer.close()
+    assert trainer.steps == 800 and trainer.frames == 3200
+    # One update per 8 agent steps (summed over the 4 envs) once 100 steps are stored.
+    assert trainer.agent.updates == (800 - 100) // 8 + 1
+    # Each env's ring holds its own steps (plus one `last` entry per finished game).
+    assert (trainer.replay.count >= 200).all()
+
+
+def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
+    run = tmp_path / "run"
+    result = cli("train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "log.every_steps=250", "seed=3")
+    assert result.returncode == 0, result.stderr
+    assert "done: 8,000 frames" in result.stdout
+    resolved = load_config(run / "config.yaml")
+    assert resolved.seed == 3 and resolved.env.game == "Pong"
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    tags = {r["tag"] for r in rows}
+    assert {"train/loss", "train/q_mean", "train/epsilon", "perf/steps_per_s", "replay/size", "train/episode_return"} <= tags
+    returns = [float(r["value"]) for r in rows if r["tag"] == "train/episode_return"]
+    assert all(-21 <= r <= 21 for r in returns) and returns  # full Pong games, raw points
+    frames = [int(r["frames"]) for r in rows if r["tag"] == "train/epsilon"]
+    assert frames == sorted(frames) and frames[-1] == 8000
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert len(loss) >= 5 and all(np.isfinite(e.value) for e in loss)
+    assert events.Scalars("train/episode_return")[0].value == returns[0]
+    # Plain progress lines for a non-terminal (SLURM logs), not a bar.
+    assert "frames=" in result.stdout and "eps=" in result.stdout
+
+
+def test_non_finite_loss_stops_with_one_line_and_exit_3(cli, tmp_path):
+    result = cli(
+        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={tmp_path / 'run'}",
+        "optimizer.name=rmsprop", "optimizer.lr=1e15", "train.learning_starts_steps=64", "log.every_steps=100",
+    )
+    assert result.returncode == 3, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "non-finite" in lines[0] and "at step" in lines[0]
