@@ -86,17 +86,14 @@ def _cmd_train(args) -> int:
     if args.config is None:
         raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
     cfg = load_config(args.config, args.overrides)
+    from dqn_atari.trainer import Trainer, TrainingDiverged, resolve_device
+
+    resolve_device(cfg.train.device)  # refuse an absent GPU before creating anything
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml")
     print(f"run directory: {run_dir}", flush=True)
-
-    from dqn_atari.trainer import Trainer, TrainingDiverged
-
-    try:
-        trainer = Trainer(cfg, run_dir)
-    except ValueError as err:  # e.g. cuda asked for and absent
-        raise UserError(str(err)) from None
+    trainer = Trainer(cfg, run_dir)
     try:
         trainer.train()
     except TrainingDiverged as err:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dqn_atari.agent import agent_from_config, linear_epsilon
-from dqn_atari.config import Config
+from dqn_atari.config import Config, ConfigError
 from dqn_atari.envs.vector import vector_env_from_config
 from dqn_atari.evaluation import play_episodes
 from dqn_atari.metrics import Logger, Progress
@@ -38,7 +38,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
+        raise ConfigError(f"train.device={name} but no CUDA device is available; use train.device=cpu or auto")
     return device
 
 

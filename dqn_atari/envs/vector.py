@@ -18,6 +18,7 @@ Life loss is derived here, from the emulator's `lives`, rather than from ale-py'
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -176,16 +177,5 @@ def make_vector_env(
 
 
 def vector_env_from_config(env_cfg) -> AtariVector:
-    return make_vector_env(
-        env_cfg.game,
-        env_cfg.num_envs,
-        backend=env_cfg.backend,
-        protocol=env_cfg.protocol,
-        frame_skip=env_cfg.frame_skip,
-        noop_max=env_cfg.noop_max,
-        fire_reset=env_cfg.fire_reset,
-        terminal_on_life_loss=env_cfg.terminal_on_life_loss,
-        max_episode_frames=env_cfg.max_episode_frames,
-        frame_size=env_cfg.frame_size,
-        frame_stack=env_cfg.frame_stack,
-    )
+    """From the config's `env` section, whose fields are exactly make_vector_env's arguments."""
+    return make_vector_env(**dataclasses.asdict(env_cfg))
