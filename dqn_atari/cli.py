@@ -1,7 +1,8 @@
 """`dqn-atari`: the command line. User mistakes print one line and exit non-zero, no traceback.
 
-Exit status: 0 done; 2 bad input (config key, value, game, path); 3 training diverged
-(non-finite loss or Q-value); 1 any other failure.
+Exit status: 0 done; 2 bad input (config key, value, game, path, checkpoint); 3 training
+diverged (non-finite loss or Q-value); 75 stopped by a signal (TERM, INT, USR1, HUP) after
+writing a checkpoint: resume me; 1 any other failure.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: "try again", the checkpoint is written
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")  # clusters differ in which they send
 
 
 class UserError(Exception):
@@ -31,10 +34,13 @@ def _parser() -> argparse.ArgumentParser:
         "train",
         help="train an agent from a YAML config",
         description="Train DQN. Writes runs/<game>-<config>-s<seed>-<time>/ (or run_dir=...) with the "
-        "resolved config.yaml, metrics.csv and TensorBoard events under tb/.",
+        "resolved config.yaml, metrics.csv, TensorBoard events under tb/ and checkpoints/. A run_dir "
+        "that already holds a checkpoint is resumed. SIGTERM/SIGINT/SIGUSR1/SIGHUP: checkpoint, "
+        "then exit 75.",
     )
     t.add_argument("config", nargs="?", help="YAML config, e.g. configs/pong.yaml")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument("--help-config", action="store_true", help="list every config key with its default, then exit")
 
     sub.add_parser("games", help="list the Atari games available (ROMs ship inside ale-py)")
@@ -83,26 +89,61 @@ def _cmd_train(args) -> int:
         for key in all_keys():
             print(f"{key} = {get(defaults, key)!r}")
         return 0
-    if args.config is None:
+    if args.resume:
+        run_dir = Path(args.resume)
+        overrides = ([args.config] if args.config else []) + args.overrides  # all are key=value here
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
+        cfg = load_config(run_dir / "config.yaml", overrides + [f"run_dir={run_dir}"])
+    elif args.config is None:
         raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
-    cfg = load_config(args.config, args.overrides)
-    from dqn_atari.trainer import Trainer, TrainingDiverged, resolve_device
+    else:
+        cfg = load_config(args.config, args.overrides)
+    from dqn_atari.checkpoint import CheckpointError
+    from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, resolve_device
 
     resolve_device(cfg.train.device)  # refuse an absent GPU before creating anything
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _new_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     print(f"run directory: {run_dir}", flush=True)
     trainer = Trainer(cfg, run_dir)
     try:
+        try:
+            resumed = trainer.resume()
+        except CheckpointError as err:
+            raise UserError(str(err)) from None
+        if resumed:
+            print(f"resumed from {resumed} at frame {trainer.frames:,}", flush=True)
+        elif args.resume:
+            raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
+        save_config(cfg, run_dir / "config.yaml")
+        _install_stop_handlers(trainer)
         trainer.train()
     except TrainingDiverged as err:
         print(f"dqn-atari: error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
+    except Preempted:
+        print(
+            f"stopped by signal {trainer.stop_signal} at frame {trainer.frames:,}; checkpoint written, "
+            f"resume with: dqn-atari train --resume {run_dir}",
+            flush=True,
+        )
+        return EXIT_PREEMPTED
     finally:
         trainer.close()
     print(f"done: {trainer.frames:,} frames, {trainer.agent.updates:,} updates, {trainer.games} games", flush=True)
     return 0
+
+
+def _install_stop_handlers(trainer) -> None:
+    """The first stop signal asks the loop to finish its step, checkpoint and exit 75."""
+    import signal
+
+    def handler(signum, frame):
+        trainer.stop_signal = signum
+
+    for name in STOP_SIGNALS:
+        signal.signal(getattr(signal, name), handler)
 
 
 def _new_run_dir(cfg) -> Path:

@@ -53,6 +53,9 @@ class NetworkConfig:
 class ReplayConfig:
     capacity: int = 1_000_000
     n_step: int = 1
+    # Keep the uint8 frame store on the training device (a GPU), so sampling never copies frames
+    # from host memory; 1M frames take 7 GB of GPU memory.
+    frames_on_device: bool = False
 
 
 @dataclass

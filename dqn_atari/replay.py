@@ -40,7 +40,7 @@ class ReplayError(RuntimeError):
 class Batch:
     """uint8 stacks and per-transition arrays. `obs` and `next_obs` may be views of one gather."""
 
-    obs: np.ndarray  # (B, stack, H, W) uint8
+    obs: np.ndarray  # (B, stack, H, W) uint8 (a torch tensor when the frames live on a device)
     actions: np.ndarray  # (B,) int64
     rewards: np.ndarray  # (B,) float32, n-step discounted sum of learning rewards
     discounts: np.ndarray  # (B,) float32, gamma^k, or 0 where a learning terminal came first
@@ -72,7 +72,10 @@ class ReplayBuffer:
         gamma: float = 0.99,
         seed: int = 0,
         check_memory: bool = True,
+        frames_device: str | None = None,
     ):
+        """`frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
+        big gather never leaves the device; the small per-entry arrays stay in host memory."""
         self.ring_size = capacity // num_envs
         if self.ring_size < stack + n_step + 1:
             raise ReplayError(
@@ -91,7 +94,12 @@ class ReplayBuffer:
                 f"replay of capacity {capacity:,} needs {needed:,} bytes but only {available:,} are "
                 f"available; lower replay.capacity"
             )
-        self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
+        if frames_device is None:
+            self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
+        else:
+            import torch
+
+            self.frames = torch.zeros(shape + self.frame_shape, dtype=torch.uint8, device=frames_device)
         self.actions = np.zeros(shape, dtype=np.uint8)  # Atari has at most 18 actions
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.flags = np.zeros(shape, dtype=np.uint8)
@@ -116,7 +124,8 @@ class ReplayBuffer:
 
     @property
     def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in ("frames", *_SMALL_ARRAYS))
+        frames = self.frames.nbytes if isinstance(self.frames, np.ndarray) else self.frames.numel()
+        return frames + sum(getattr(self, name).nbytes for name in _SMALL_ARRAYS)
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -139,9 +148,20 @@ class ReplayBuffer:
             zeros = np.zeros(len(ended))
             self._write(ended, next_obs[ended, -1], zeros, zeros, False, False, False, True)
 
+    def end_games_abruptly(self) -> None:
+        """The games in progress are lost (a resume that could not restore the emulators): their
+        newest entry can no longer start a transition, and the next add starts a new game."""
+        ongoing = np.flatnonzero((self.count > 0) & ~self.game_starts)
+        newest = (self.cursor[ongoing] - 1) % self.ring_size
+        self.flags[ongoing, newest] |= LAST
+        self.game_starts[:] = True
+
     def _write(self, envs, frames, actions, rewards, terminal, truncated, first, last) -> None:
         pos = self.cursor[envs]
-        self.frames[envs, pos] = frames
+        if isinstance(self.frames, np.ndarray):
+            self.frames[envs, pos] = frames
+        else:
+            self.frames[envs, pos] = _to_tensor(frames, self.frames.device)
         self.actions[envs, pos] = actions
         self.rewards[envs, pos] = rewards
         self.flags[envs, pos] = (
@@ -230,9 +250,14 @@ class ReplayBuffer:
 
     def _assemble(self, index, env, pos, steps, ret, discount, back) -> Batch:
         # (B, stack + n_step, H, W): entries p-(stack-1) .. p+n_step, the one big gather.
-        window = np.take(self._flat_frames, index, axis=0)
         # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are zeros.
         pad = self._window_offsets < -back[:, None]
+        if isinstance(self._flat_frames, np.ndarray):
+            window = np.take(self._flat_frames, index, axis=0)
+        else:  # frames on a torch device: gather there; obs and next_obs come back as tensors
+            device = self._flat_frames.device
+            window = self._flat_frames[_to_tensor(index, device)]
+            pad = _to_tensor(pad, device)
         if pad.any():
             window[pad] = 0
         obs = window[:, : self.stack]
@@ -280,7 +305,7 @@ class ReplayBuffer:
                 if old and old["version"] == version and _try_link(Path(reuse_from) / fname, directory / fname):
                     files[fname] = old["crc32"]
                 else:
-                    part = self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES]
+                    part = _to_numpy(self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES])
                     files[fname] = _save_npy(directory / fname, part)
                 chunks[fname] = {"version": version, "crc32": files[fname]}
         manifest = {
@@ -317,13 +342,26 @@ class ReplayBuffer:
             getattr(self, name)[...] = array
         for fname, info in manifest["chunks"].items():
             e, c = (int(x) for x in fname[len("frames_") : -len(".npy")].split("_"))
-            self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = _load_npy(directory / fname, info["crc32"])
+            part = _load_npy(directory / fname, info["crc32"])
+            if not isinstance(self.frames, np.ndarray):
+                part = _to_tensor(part, self.frames.device)
+            self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = part
             self.chunk_version[e, c] = info["version"]
         state = manifest["state"]
         self.cursor[:] = state["cursor"]
         self.count[:] = state["count"]
         self.game_starts[:] = state["game_starts"]
         self.rng.bit_generator.state = state["rng"]
+
+
+def _to_tensor(array: np.ndarray, device):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
+def _to_numpy(frames) -> np.ndarray:
+    return frames if isinstance(frames, np.ndarray) else frames.cpu().numpy()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> int:

@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -22,8 +24,9 @@ import numpy as np
 import torch
 
 from dqn_atari.agent import agent_from_config, linear_epsilon
-from dqn_atari.config import Config, ConfigError
-from dqn_atari.envs.vector import vector_env_from_config
+from dqn_atari.checkpoint import Checkpointer
+from dqn_atari.config import Config, ConfigError, to_dict
+from dqn_atari.envs.vector import AtariVector, vector_env_from_config
 from dqn_atari.evaluation import play_episodes
 from dqn_atari.metrics import Logger, Progress
 from dqn_atari.replay import Batch, ReplayBuffer
@@ -31,6 +34,10 @@ from dqn_atari.replay import Batch, ReplayBuffer
 
 class TrainingDiverged(RuntimeError):
     """A non-finite loss or Q-value; the message is one line naming the step and the value."""
+
+
+class Preempted(Exception):
+    """A stop signal arrived; the run checkpointed and can be resumed."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,11 +50,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def batch_to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
-    """uint8 stays uint8 across the copy; on CUDA it goes through pinned memory, asynchronously."""
-    arrays = (batch.obs, batch.actions, batch.rewards, batch.discounts, batch.next_obs)
-    if device.type != "cuda":
-        return tuple(torch.from_numpy(a) for a in arrays)
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)).pin_memory().to(device, non_blocking=True) for a in arrays)
+    """uint8 stays uint8 across the copy; on CUDA it goes through pinned memory, asynchronously.
+    Frames already on the device (replay.frames_on_device) are not copied at all."""
+
+    def move(a):
+        if isinstance(a, torch.Tensor):
+            return a.to(device, non_blocking=True)
+        if device.type != "cuda":
+            return torch.from_numpy(a)
+        return torch.from_numpy(np.ascontiguousarray(a)).pin_memory().to(device, non_blocking=True)
+
+    return tuple(move(a) for a in (batch.obs, batch.actions, batch.rewards, batch.discounts, batch.next_obs))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -60,7 +73,8 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, run_dir: str | Path):
+    def __init__(self, cfg: Config, run_dir: str | Path, envs: AtariVector | None = None):
+        """`envs` replaces the Atari games built from cfg.env (tests pass a tiny pixel game)."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         seed_everything(cfg.seed, cfg.train.deterministic)
@@ -68,7 +82,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.torch_threads)
         self.device = resolve_device(cfg.train.device)
 
-        self.envs = vector_env_from_config(cfg.env)
+        self.envs = envs or vector_env_from_config(cfg.env)
         self.agent = agent_from_config(cfg, self.envs.num_actions, self.device)
         self.replay = ReplayBuffer(
             cfg.replay.capacity,
@@ -78,6 +92,7 @@ class Trainer:
             n_step=cfg.replay.n_step,
             gamma=cfg.agent.gamma,
             seed=cfg.seed,
+            frames_device=self.device if cfg.replay.frames_on_device else None,
         )
         # Counters. frames = agent steps x frame_skip (an action repeat cut short by game over
         # still counts as frame_skip frames, as in the papers' budgets).
@@ -88,6 +103,9 @@ class Trainer:
         self.obs: np.ndarray | None = None
         self._interval = _IntervalStats(self.device)
         self.logger: Logger | None = None
+        self.checkpointer = Checkpointer(self.run_dir, cfg.checkpoint.keep_last)
+        self.stop_signal: int | None = None  # set by a signal handler; the loop checkpoints and stops
+        self.checkpointed_frames = -1
 
     @property
     def frames_per_step(self) -> int:
@@ -95,13 +113,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> None:
+        """Train up to cfg.train.total_frames, checkpointing on schedule and at the end. Raises
+        Preempted (after a checkpoint) when `stop_signal` is set, TrainingDiverged on a
+        non-finite loss (before any checkpoint could store it)."""
         cfg = self.cfg
-        self.logger = self.logger or Logger(self.run_dir, tensorboard=cfg.log.tensorboard, csv_log=cfg.log.csv)
+        if self.logger is None:
+            self.logger = Logger(
+                self.run_dir, tensorboard=cfg.log.tensorboard, csv_log=cfg.log.csv, start_frames=self.frames
+            )
+            restarts = os.environ.get("SLURM_RESTART_COUNT")
+            if restarts is not None:
+                self.logger.log(self.frames, self.steps, {"slurm/restart_count": int(restarts)})
         progress = Progress(cfg.train.total_frames, self.frames, cfg.log.progress)
         if self.obs is None:
             self.obs = self.envs.reset(seed=cfg.seed)
         next_log = _next_multiple(self.steps, cfg.log.every_steps)
         next_eval = _next_multiple(self.frames, cfg.eval.every_frames)
+        next_checkpoint = _next_multiple(self.frames, cfg.checkpoint.every_frames)
         self._interval.restart(self.steps, self.agent.updates)
         logged_at = self.steps
         try:
@@ -131,8 +159,16 @@ class Trainer:
                 if cfg.eval.every_frames and self.frames >= next_eval:
                     self.evaluate()
                     next_eval = _next_multiple(self.frames, cfg.eval.every_frames)
+                if self.frames >= next_checkpoint:
+                    self.save_checkpoint()
+                    next_checkpoint = _next_multiple(self.frames, cfg.checkpoint.every_frames)
+                if self.stop_signal is not None:
+                    self.save_checkpoint()
+                    raise Preempted()
             if self.steps > logged_at:
                 self.log_interval(self.epsilon(), progress)
+            if self.checkpointed_frames != self.frames:
+                self.save_checkpoint()
         finally:
             progress.close()
             self.logger.flush()
@@ -171,14 +207,9 @@ class Trainer:
             )
 
     def log_interval(self, epsilon: float, progress: Progress) -> None:
-        scalars = self._interval.collect(self.steps, self.agent.updates)
         # The one host sync of the interval: reading the loss also checks it is finite.
-        for name in ("train/loss", "train/q_mean"):
-            if name in scalars and not math.isfinite(scalars[name]):
-                raise TrainingDiverged(
-                    f"non-finite {name.split('/')[1]} ({scalars[name]}) at step {self.steps:,} "
-                    f"(frame {self.frames:,}); stopping, nothing saved after this point"
-                )
+        self._interval.assert_finite(self.steps, self.frames)
+        scalars = self._interval.collect(self.steps, self.agent.updates)
         scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay)})
         self.logger.log(self.frames, self.steps, scalars)
         mean10 = f"{np.mean(self.recent_scores):.1f}" if self.recent_scores else "n/a"
@@ -206,6 +237,60 @@ class Trainer:
         self.logger.log(self.frames, self.steps, summary)
         return summary
 
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Everything the run needs to continue as if it had not stopped."""
+        self._interval.assert_finite(self.steps, self.frames)  # never save a diverged network
+        self.logger.flush()
+        model = {"agent": self.agent.state_dict(), "torch_rng": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            model["cuda_rng"] = torch.cuda.get_rng_state_all()
+        numpy_rng = np.random.get_state()
+        state = {
+            "frames": self.frames,
+            "steps": self.steps,
+            "games": self.games,
+            "recent_scores": list(self.recent_scores),
+            "python_rng": [numpy_list(x) for x in random.getstate()],
+            "numpy_rng": [numpy_list(x) for x in numpy_rng],
+            "agent_rng": self.agent.rng.bit_generator.state,
+            "config": to_dict(self.cfg),
+        }
+        envs = self.envs.state()
+        envs["obs"] = self.obs
+        path = self.checkpointer.save(self.frames, model, state, envs, self.replay)
+        self.checkpointed_frames = self.frames
+        return path
+
+    def resume(self) -> Path | None:
+        """Continue from the newest loadable checkpoint of the run directory, if there is one."""
+        found = self.checkpointer.load_latest(
+            self.replay, self.device, to_dict(self.cfg), warn=lambda line: print(line, file=sys.stderr, flush=True)
+        )
+        if found is None:
+            return None
+        path, model, state, envs = found
+        self.agent.load_state_dict(model["agent"])
+        torch.set_rng_state(model["torch_rng"])
+        if "cuda_rng" in model and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(model["cuda_rng"])
+        random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python_rng"]))
+        kind, keys, pos, has_gauss, cached = state["numpy_rng"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+        self.agent.rng.bit_generator.state = state["agent_rng"]
+        self.frames, self.steps, self.games = state["frames"], state["steps"], state["games"]
+        self.checkpointed_frames = self.frames
+        self.recent_scores.extend(state["recent_scores"])
+        if self.envs.can_save_emulators:
+            self.envs.restore(envs)
+            self.obs = envs["obs"]
+        else:
+            # ale-py's vector env cannot restore its emulators: start new games, and make sure no
+            # stored transition bridges the old game and the new one.
+            self.obs = self.envs.reset(seed=self.cfg.seed + self.steps)
+            self.replay.end_games_abruptly()
+        return path
+
     def close(self) -> None:
         self.envs.close()
         if self.logger is not None:
@@ -229,17 +314,38 @@ class _IntervalStats:
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
 
+    def means(self) -> dict[str, float]:
+        if not self.count:
+            return {}
+        values = torch.stack([self.sums[k] for k in ("loss", "q_mean")]).cpu() / self.count
+        return {"train/loss": float(values[0]), "train/q_mean": float(values[1])}
+
+    def assert_finite(self, steps: int, frames: int) -> None:
+        for name, value in self.means().items():
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"non-finite {name.split('/')[1]} ({value}) at step {steps:,} (frame {frames:,}); "
+                    f"stopping, nothing saved after this point"
+                )
+
     def collect(self, steps: int, updates: int) -> dict[str, float]:
         elapsed = max(time.perf_counter() - self.time, 1e-9)
         out = {
             "perf/steps_per_s": (steps - self.steps) / elapsed,
             "perf/updates_per_s": (updates - self.updates) / elapsed,
         }
-        if self.count:
-            values = torch.stack([self.sums[k] for k in ("loss", "q_mean")]).cpu() / self.count
-            out["train/loss"], out["train/q_mean"] = float(values[0]), float(values[1])
+        out.update(self.means())
         self.restart(steps, updates)
         return out
+
+
+def numpy_list(x):
+    """JSON-ready form of an RNG state element (numpy arrays and tuples become lists)."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, tuple):
+        return list(x)
+    return x
 
 
 def _next_multiple(value: int, every: int) -> int:

@@ -110,13 +110,16 @@ class Stream:
 
 
 @pytest.mark.parametrize(
-    "num_envs,capacity,n_step",
-    [(1, 40, 1), (3, 60, 1), (4, 200, 3), (2, 26, 2)],
+    "num_envs,capacity,n_step,frames_device",
+    [(1, 40, 1, None), (3, 60, 1, None), (4, 200, 3, None), (2, 26, 2, None), (3, 60, 1, "cpu"), (2, 50, 2, "cpu")],
 )
-def test_samples_match_brute_force_reference_after_every_add(num_envs, capacity, n_step):
+def test_samples_match_brute_force_reference_after_every_add(num_envs, capacity, n_step, frames_device):
+    """frames_device='cpu' runs the torch frame store (the path a GPU store takes) on the CPU."""
     rng = np.random.default_rng(num_envs * 100 + capacity)
     gamma = 0.9
-    buf = ReplayBuffer(capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=gamma, seed=1)
+    buf = ReplayBuffer(
+        capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=gamma, seed=1, frames_device=frames_device
+    )
     stream = Stream(num_envs, rng, gamma, n_step)
     ring = buf.ring_size
     sampled_positions = set()
@@ -130,8 +133,8 @@ def test_samples_match_brute_force_reference_after_every_add(num_envs, capacity,
             ref = stream.reference(e, p, ring)
             assert ref is not None, f"sampled an entry with no transition (env {e}, pos {p}, step {step})"
             assert ref["held"], f"sampled a stack whose frames were overwritten (env {e}, pos {p})"
-            np.testing.assert_array_equal(b.obs[i], ref["obs"])
-            np.testing.assert_array_equal(b.next_obs[i], ref["next_obs"])
+            np.testing.assert_array_equal(np.asarray(b.obs[i]), ref["obs"])
+            np.testing.assert_array_equal(np.asarray(b.next_obs[i]), ref["next_obs"])
             assert b.actions[i] == ref["action"]
             assert b.rewards[i] == pytest.approx(ref["ret"], abs=1e-6)
             assert b.discounts[i] == pytest.approx(ref["discount"], abs=1e-6)
@@ -193,9 +196,10 @@ def test_truncation_bootstraps_from_the_real_final_frame():
     assert b.discounts[0] == pytest.approx(0.9)  # truncation: bootstrap, not zero
 
 
-def test_save_load_gives_identical_samples(tmp_path):
+@pytest.mark.parametrize("frames_device", [None, "cpu"])
+def test_save_load_gives_identical_samples(tmp_path, frames_device):
     rng = np.random.default_rng(0)
-    buf = ReplayBuffer(50, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.9, seed=5)
+    buf = ReplayBuffer(50, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.9, seed=5, frames_device=frames_device)
     stream = Stream(2, rng, 0.9, 2)
     for _ in range(70):
         stream.step(buf)
@@ -205,7 +209,7 @@ def test_save_load_gives_identical_samples(tmp_path):
     for _ in range(5):
         a, b = buf.sample(32), copy.sample(32)
         for field in ("obs", "next_obs", "actions", "rewards", "discounts", "position"):
-            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+            np.testing.assert_array_equal(np.asarray(getattr(a, field)), getattr(b, field))
 
 
 def test_incremental_save_links_unchanged_chunks(tmp_path, monkeypatch):

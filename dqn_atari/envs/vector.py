@@ -22,12 +22,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 
+import json
+
+import ale_py
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers import FrameStackObservation
 
 from dqn_atari.envs.factory import STICKY_ACTION_PROBABILITY, make_env
 from dqn_atari.envs.games import rom_id
+from dqn_atari.envs.wrappers import MaxAndSkip
 
 
 @dataclass
@@ -115,6 +120,50 @@ class AtariVector:
 
     def close(self) -> None:
         self.env.close()
+
+    # ------------------------------------------------------------------ checkpointing
+    @property
+    def can_save_emulators(self) -> bool:
+        """Only our wrapper stack exposes its emulators; ale-py's vector env keeps them in C++."""
+        return isinstance(self.env, gym.vector.SyncVectorEnv)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Plain arrays: score keeping, and for the gymnasium backend each emulator's full state
+        (ale-py cloneState with its RNG) and the wrappers' own state."""
+        out = {
+            "lives": self._lives.copy(),
+            "scores": self._scores.copy(),
+            "learning_returns": self._learning_returns.copy(),
+            "lengths": self._lengths.copy(),
+        }
+        if self.can_save_emulators:
+            for i, env in enumerate(self.env.envs):
+                skip, stack = _find(env, MaxAndSkip), _find(env, FrameStackObservation)
+                ale = env.unwrapped.ale
+                out[f"ale_{i}"] = np.frombuffer(ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)
+                out[f"np_random_{i}"] = np.array(json.dumps(env.unwrapped.np_random.bit_generator.state))
+                out[f"last_frame_{i}"] = skip._last_frame
+                out[f"stack_{i}"] = np.stack(list(stack.obs_queue))
+        return out
+
+    def restore(self, state: dict[str, np.ndarray]) -> None:
+        self._lives[:] = state["lives"]
+        self._scores[:] = state["scores"]
+        self._learning_returns[:] = state["learning_returns"]
+        self._lengths[:] = state["lengths"]
+        for i, env in enumerate(self.env.envs):
+            skip, stack = _find(env, MaxAndSkip), _find(env, FrameStackObservation)
+            env.unwrapped.ale.restoreState(ale_py.ALEState(state[f"ale_{i}"].tobytes()))
+            env.unwrapped.np_random.bit_generator.state = json.loads(str(state[f"np_random_{i}"]))
+            skip._last_frame = state[f"last_frame_{i}"].copy()
+            stack.obs_queue.clear()
+            stack.obs_queue.extend(frame.copy() for frame in state[f"stack_{i}"])
+
+
+def _find(env: gym.Env, kind: type) -> gym.Env:
+    while not isinstance(env, kind):
+        env = env.env
+    return env
 
 
 def _final_obs(info: dict, ended: np.ndarray) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""Atomic, resumable checkpoints of a whole training run.
+
+A checkpoint is a directory `checkpoints/ckpt-<frames>/` holding
+    model.pt       online and target networks, optimiser, torch RNG states (torch.load with
+                   weights_only=True: nothing is unpickled)
+    state.json     counters, Python/numpy/agent RNG states, logger position, resolved config,
+                   the CRC32 of every other file
+    envs.npz       emulator states (ale-py cloneState with its RNG), wrapper state, the current
+                   frame stacks (plain arrays, loaded with allow_pickle=False)
+    replay/        the replay's own save; frame chunks unchanged since the previous checkpoint
+                   are hard links to it, so a checkpoint costs what changed
+It is written into `.tmp-ckpt-<frames>/`, fsynced, then renamed into place: a crash at any
+moment leaves every earlier checkpoint intact, and a half-written one never has the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dqn_atari.replay import ReplayBuffer, ReplayError
+
+# Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
+# changed cannot continue the same run.
+STRUCTURAL_KEYS = (
+    "env.game",
+    "env.num_envs",
+    "env.backend",
+    "env.frame_stack",
+    "env.frame_size",
+    "network.hidden_size",
+    "replay.capacity",
+    "replay.n_step",
+)
+
+# For tests of atomicity: DQN_ATARI_CRASH_AT=<stage> kills the process (as SIGKILL would) at
+# that point of a checkpoint write. Stages: model, replay, before_rename.
+_CRASH_ENV = "DQN_ATARI_CRASH_AT"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+class ConfigMismatch(CheckpointError):
+    """A checkpoint of a run with other shapes (game, network, replay): never tried as a fallback."""
+
+
+def _maybe_crash(stage: str) -> None:
+    if os.environ.get(_CRASH_ENV) == stage:
+        os._exit(137)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def _write_synced(path: Path, write) -> int:
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return _crc(path)
+
+
+class Checkpointer:
+    def __init__(self, run_dir: str | Path, keep_last: int = 2):
+        self.root = Path(run_dir) / "checkpoints"
+        self.keep_last = keep_last
+
+    def list(self) -> list[Path]:
+        """Complete checkpoints, newest first."""
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("ckpt-")]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
+
+    def save(self, frames: int, model: dict, state: dict, envs: dict[str, np.ndarray], replay: ReplayBuffer) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / f"ckpt-{frames:012d}"
+        tmp = self.root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)  # debris of an earlier crash
+        tmp.mkdir()
+        files = {}
+        files["model.pt"] = _write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
+        _maybe_crash("model")
+        files["envs.npz"] = _write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))
+        previous = self.list()
+        replay.save(tmp / "replay", reuse_from=previous[0] / "replay" if previous else None)
+        _maybe_crash("replay")
+        state = dict(state, files=files)
+        _write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
+        _fsync_dir(tmp)
+        _maybe_crash("before_rename")
+        if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(self.root)
+        for old in self.list()[self.keep_last :]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load(self, path: Path, replay: ReplayBuffer, device: torch.device, config: dict) -> tuple[dict, dict, dict]:
+        """(model, state, envs) of one checkpoint, and its replay loaded into `replay`. A
+        checkpoint of another config raises ConfigMismatch; a missing, truncated or altered file
+        raises CheckpointError."""
+        try:
+            state = json.loads((path / "state.json").read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path} has no state.json") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"checkpoint {path}/state.json is corrupt") from None
+        differences = structural_differences(state["config"], config)
+        if differences:
+            raise ConfigMismatch(f"cannot resume {path.parent.parent}: {differences[0]}")
+        for name, crc in state["files"].items():
+            if not (path / name).is_file():
+                raise CheckpointError(f"checkpoint file {path / name} is missing")
+            if _crc(path / name) != crc:
+                raise CheckpointError(f"checkpoint file {path / name} is corrupt (checksum mismatch)")
+        model = torch.load(path / "model.pt", map_location=device, weights_only=True)
+        with np.load(path / "envs.npz", allow_pickle=False) as data:
+            envs = {k: data[k] for k in data.files}
+        try:
+            replay.load(path / "replay")
+        except ReplayError as err:
+            raise CheckpointError(str(err)) from None
+        return model, state, envs
+
+    def load_latest(self, replay: ReplayBuffer, device: torch.device, config: dict, warn=print):
+        """The newest loadable checkpoint; a corrupt one is reported and the one before it used.
+        None when the run has no checkpoint."""
+        candidates = self.list()
+        errors = []
+        for path in candidates:
+            try:
+                return path, *self.load(path, replay, device, config)
+            except ConfigMismatch:
+                raise
+            except CheckpointError as err:
+                errors.append(str(err))
+                warn(f"dqn-atari: warning: {err}; trying the previous checkpoint")
+        if candidates:
+            raise CheckpointError(f"no loadable checkpoint in {self.root}: {errors[-1]}")
+        return None
+
+
+def structural_differences(saved: dict, current: dict) -> list[str]:
+    """'key: saved -> current' for each structural setting that differs."""
+    out = []
+    for key in STRUCTURAL_KEYS:
+        section, name = key.split(".")
+        a, b = saved.get(section, {}).get(name), current.get(section, {}).get(name)
+        if a != b:
+            out.append(f"{key} is {a!r} in the checkpoint but {b!r} now")
+    return out

@@ -1,0 +1,172 @@
+"""Checkpoints and exact resume, with real processes killed for real (SIGKILL, signals, a crash
+hook inside a checkpoint write), on real Pong."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CONFIGS, ROOT, run_cli
+
+# 1,000 agent steps, a checkpoint every 250, learning from step 200: about 10 s a run.
+BASE = [
+    str(CONFIGS / "smoke.yaml"),
+    "train.total_frames=4000",
+    "train.learning_starts_steps=200",
+    "checkpoint.every_frames=1000",
+    "checkpoint.keep_last=2",
+    "train.deterministic=true",
+    "train.torch_threads=1",
+    "log.every_steps=100",
+]
+
+
+def train(run: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_cli("train", *BASE, f"run_dir={run}", *extra) if env is None else _run_env(run, extra, env)
+
+
+def _run_env(run, extra, env):
+    return subprocess.run(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+    )
+
+
+def resume(run: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_cli("train", "--resume", str(run), *extra)
+
+
+def checkpoints(run: Path) -> list[Path]:
+    root = run / "checkpoints"
+    return sorted(p for p in root.iterdir() if p.name.startswith("ckpt-")) if root.is_dir() else []
+
+
+def assert_same_final_state(a: Path, b: Path) -> None:
+    ca, cb = checkpoints(a)[-1], checkpoints(b)[-1]
+    assert ca.name == cb.name
+    ma = torch.load(ca / "model.pt", weights_only=True)["agent"]
+    mb = torch.load(cb / "model.pt", weights_only=True)["agent"]
+    for net in ("online", "target"):
+        for key in ma[net]:
+            assert torch.equal(ma[net][key], mb[net][key]), f"{net}.{key} differs"
+    sa, sb = ma["optimizer"]["state"], mb["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in sa[k]:
+            assert torch.equal(torch.as_tensor(sa[k][name]), torch.as_tensor(sb[k][name])), f"optimizer {k}.{name}"
+    assert ma["updates"] == mb["updates"]
+    for f in sorted((ca / "replay").glob("*.npy")):
+        np.testing.assert_array_equal(np.load(f), np.load(cb / "replay" / f.name), err_msg=f.name)
+
+
+def metric_points(run: Path, tag: str) -> list[int]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [int(r["frames"]) for r in csv.DictReader(f) if r["tag"] == tag]
+
+
+@pytest.mark.e2e
+def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    straight = tmp_path / "straight"
+    assert train(straight).returncode == 0
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={killed}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while len(checkpoints(killed)) < 2 or int(checkpoints(killed)[-1].name.split("-")[1]) < 2000:
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))  # somewhere after a few checkpoints
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    result = resume(killed)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stdout
+    assert_same_final_state(straight, killed)
+    # Logs continue: each logging point once, the same points as the uninterrupted run.
+    assert metric_points(killed, "train/epsilon") == metric_points(straight, "train/epsilon")
+
+
+def test_sigusr1_checkpoints_exits_75_and_the_run_resumes(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", "checkpoint.every_frames=0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    progress_lines = 0
+    while progress_lines < 3:  # the run's own progress lines: 300 steps done
+        line = proc.stdout.readline()
+        assert line, "run ended before the signal"
+        progress_lines += "frames=" in line
+    os.kill(proc.pid, signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "resume with: dqn-atari train --resume" in out
+    (saved,) = checkpoints(run)  # every_frames=0: the only checkpoint is the signal's
+    frames = int(saved.name.split("-")[1])
+    assert 0 < frames < 4000
+    result = resume(run)
+    assert result.returncode == 0, result.stderr
+    assert f"at frame {frames:,}" in result.stdout
+    assert "done: 4,000 frames" in result.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("stage", ["model", "replay", "before_rename"])
+def test_crash_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path, stage):
+    run = tmp_path / "run"
+    assert train(run, "train.total_frames=2000").returncode == 0
+    good = checkpoints(run)[-1]
+    crashed = train(run, "train.total_frames=4000", env={"DQN_ATARI_CRASH_AT": stage})
+    assert crashed.returncode != 0
+    assert checkpoints(run)[-1] == good  # the half-written one never got a checkpoint's name
+    result = resume(run, "train.total_frames=4000")
+    assert result.returncode == 0, result.stderr
+    assert f"at frame {2000:,}" in result.stdout
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+
+
+def test_resume_refuses_a_checkpoint_of_another_game(tmp_path):
+    run = tmp_path / "run"
+    assert train(run, "train.total_frames=1000").returncode == 0
+    result = train(run, "env.game=Breakout")
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert "env.game is 'Pong' in the checkpoint but 'Breakout' now" in line
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("damaged", ["model.pt", "replay/frames_0_0.npy"])
+def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damaged):
+    run = tmp_path / "run"
+    assert train(run, "train.total_frames=2000").returncode == 0
+    older, newest = checkpoints(run)[-2:]
+    target = newest / damaged
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    result = resume(run)
+    assert result.returncode == 0, result.stderr
+    assert f"{damaged.split('/')[-1]}" in result.stderr and "corrupt" in result.stderr
+    assert f"resumed from {older}" in result.stdout
+
+
+def test_resume_of_a_run_without_checkpoints_says_so(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text((CONFIGS / "smoke.yaml").read_text().replace("base: pong.yaml", f"base: {CONFIGS / 'pong.yaml'}"))
+    result = resume(run)
+    assert result.returncode == 2
+    assert "no checkpoint there to resume from" in result.stderr
