@@ -120,25 +120,31 @@ def bench_env(seconds: float = 5.0) -> dict:
 
 
 # ---------------------------------------------------------------------------- replay
-def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
-    """Bytes per transition of a full buffer, and sampling rate against the bare numpy gather of
-    the same frames (the floor: no implementation can move fewer bytes)."""
+def _full_replay(capacity: int):
+    """A replay filled to capacity as the trainer would leave it: games of 500 steps, frames of
+    varied content."""
     from dqn_atari.replay import FIRST, LAST, TERMINAL, ReplayBuffer
 
     buf = ReplayBuffer(capacity, 1, seed=0)
-    # Fill: games of 500 steps, frames of distinct content, as the trainer would add them.
     rng = np.random.default_rng(0)
     block = rng.integers(0, 255, size=(1024, 84, 84), dtype=np.uint8)
-    positions = np.arange(capacity)
     for start in range(0, capacity, 1024):  # in blocks: a temporary copy of 7 GB would not fit
         buf.frames[0, start : start + 1024] = block[: min(1024, capacity - start)]
+    positions = np.arange(capacity)
     buf.actions[0] = rng.integers(0, 6, capacity)
     buf.rewards[0] = rng.choice([-1.0, 0.0, 1.0], capacity)
     game_position = positions % 501
     buf.flags[0] = np.select([game_position == 0, game_position == 499, game_position == 500], [FIRST, TERMINAL, LAST], 0)
     buf.count[0] = capacity
     buf.cursor[0] = 0
+    return buf
 
+
+def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
+    """Bytes per transition of a full buffer, and sampling rate against the bare numpy gather of
+    the same frames (the floor: no implementation can move fewer bytes)."""
+    buf = _full_replay(capacity)
+    rng = np.random.default_rng(1)
     batch = 32
 
     def bare_gather():
@@ -276,7 +282,91 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
     return out
 
 
-BENCHMARKS = {"env": bench_env, "replay": bench_replay, "learner": bench_learner, "loop": bench_loop}
+# ---------------------------------------------------------------------------- checkpoint
+def bench_checkpoint(seconds: float = 0.0, capacity: int = 1_000_000, directory: str | None = None) -> dict:
+    """The first checkpoint of a run with a full replay, then one after 10,000 more transitions
+    (which rewrites only the frame chunks those touched). `seconds` is unused: each is one write."""
+    import tempfile
+
+    from dqn_atari.agent import DQNAgent
+    from dqn_atari.checkpoint import Checkpointer
+
+    buf = _full_replay(capacity)
+    agent = DQNAgent(6)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        checkpointer = Checkpointer(tmp, keep_last=2)
+
+        def save(frames: int) -> float:
+            start = time.perf_counter()
+            checkpointer.save(frames, {"agent": agent.state_dict()}, {"config": {}}, {}, buf)
+            return time.perf_counter() - start
+
+        full = save(1)
+        obs = rng.integers(0, 255, size=(1, 4, 84, 84), dtype=np.uint8)
+        no = np.zeros(1, dtype=bool)
+        for _ in range(10_000):
+            buf.add(obs, np.zeros(1), np.zeros(1), no, no, no, obs)
+        incremental = save(2)
+        newest = checkpointer.list()[0]
+        written = sum(f.stat().st_size for f in newest.rglob("*") if f.is_file() and f.stat().st_nlink == 1)
+    return {
+        "capacity": capacity,
+        "checkpoint_seconds_full": full,
+        "checkpoint_seconds_incremental": incremental,
+        "incremental_vs_full": incremental / full,
+        "incremental_bytes_written": written,
+    }
+
+
+# ---------------------------------------------------------------------------- video
+def bench_video(seconds: float = 0.0, max_episode_frames: int = 8_000) -> dict:
+    """One evaluation game of an untrained Pong network with an MP4 recorded (scale 3), divided by
+    the same game (same seed, same actions) without; alternated twice. `seconds` is unused."""
+    import tempfile
+
+    from dqn_atari.evaluation import play_episodes
+    from dqn_atari.networks import QNetwork
+    from dqn_atari.video import EpisodeVideo
+
+    torch.manual_seed(0)
+    network = QNetwork(6).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as `dqn-atari evaluate` plays on CPU, with or without video
+
+    @torch.no_grad()
+    def q_values(obs):
+        return network(torch.from_numpy(obs)).numpy()
+
+    def play(recorder_for) -> tuple[float, int]:
+        start = time.perf_counter()
+        results = play_episodes(q_values, "Pong", episodes=1, epsilon=0.05, max_episode_frames=max_episode_frames, recorder_for=recorder_for)
+        return time.perf_counter() - start, results[0].frames
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, recorded = 0.0, 0.0
+        for _ in range(2):
+            t, frames = play(None)
+            plain += t
+            t, _ = play(lambda i: EpisodeVideo(Path(tmp) / "v.mp4", scale=3))
+            recorded += t
+    torch.set_num_threads(threads)
+    return {
+        "episode_frames": frames,
+        "episode_seconds_without_video": plain / 2,
+        "episode_seconds_with_video": recorded / 2,
+        "record_overhead": recorded / plain,
+    }
+
+
+BENCHMARKS = {
+    "env": bench_env,
+    "replay": bench_replay,
+    "learner": bench_learner,
+    "loop": bench_loop,
+    "checkpoint": bench_checkpoint,
+    "video": bench_video,
+}
 
 
 def run(which: str, json_path: str | None = None, seconds: float | None = None, replay_capacity: int = 1_000_000) -> int:
@@ -284,7 +374,7 @@ def run(which: str, json_path: str | None = None, seconds: float | None = None, 
     results: dict = {"machine": machine()}
     for name in names:
         kwargs = {} if seconds is None else {"seconds": seconds}
-        if name == "replay":
+        if name in ("replay", "checkpoint"):
             kwargs["capacity"] = replay_capacity
         print(f"running benchmark '{name}'...", flush=True)
         results[name] = BENCHMARKS[name](**kwargs)

@@ -45,16 +45,46 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("games", help="list the Atari games available (ROMs ship inside ale-py)")
 
+    def evaluation_options(parser, episodes: int, video_default: bool):
+        parser.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its newest checkpoint) or a checkpoint directory")
+        parser.add_argument("--episodes", type=int, default=episodes, help=f"full games to play (default {episodes})")
+        parser.add_argument("--epsilon", type=float, default=0.05, help="exploration during evaluation (Nature: 0.05)")
+        parser.add_argument("--protocol", choices=["nature", "machado"], default="nature",
+                            help="nature: 30 no-ops max, 18,000-frame cap; machado: sticky actions 0.25, 108,000-frame cap")
+        parser.add_argument("--max-episode-frames", type=int, default=None, help="override the protocol's frame cap")
+        parser.add_argument("--game", default=None, help="play another game than the run's (same action count)")
+        parser.add_argument("--seed", type=int, default=0, help="game i is seeded with seed + i")
+        parser.add_argument("--out", default=None, help="output directory (default: RUN_DIR/eval-<frames>/)")
+        if not video_default:
+            parser.add_argument("--video", action="store_true", help="record MP4s (by default the best and worst game)")
+        parser.add_argument("--keep", choices=["best-worst", "all"], default="best-worst", help="which games' videos to keep")
+        parser.add_argument("--scale", type=int, default=3, help="integer upscale of the 160x210 screen (nearest-neighbour)")
+        parser.add_argument("--panel", action="store_true", help="add a side panel: the 84x84 stack and Q-values per action")
+        parser.add_argument("--gif-seconds", type=float, default=0.0, help="also write a GIF of the best game's first seconds")
+        parser.add_argument("--device", default="cpu", help="cpu or cuda")
+
+    e = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint under a published protocol (and record videos)",
+        description="Play full games (all lives) under the Nature or Machado protocol and write report.json: "
+        "per-game raw scores, lengths and caps, mean/median/std/min/max, a 95%% bootstrap interval of the "
+        "mean and the human-normalised score.",
+    )
+    evaluation_options(e, episodes=30, video_default=False)
+    r = sub.add_parser("record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)")
+    evaluation_options(r, episodes=1, video_default=True)
+
     b = sub.add_parser(
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
-        "time vs plain PyTorch), loop (training loop vs learner bound).",
+        "time vs plain PyTorch), loop (training loop vs learner bound), checkpoint (full vs "
+        "incremental write of a 1M replay), video (evaluation with vs without recording).",
     )
-    b.add_argument("which", choices=["env", "replay", "learner", "loop", "all"])
+    b.add_argument("which", choices=["env", "replay", "learner", "loop", "checkpoint", "video", "all"])
     b.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     b.add_argument("--seconds", type=float, default=None, help="time budget per measurement")
-    b.add_argument("--replay-capacity", type=int, default=1_000_000, help="capacity for the replay benchmark")
+    b.add_argument("--replay-capacity", type=int, default=1_000_000, help="capacity for the replay and checkpoint benchmarks")
     return p
 
 
@@ -151,13 +181,51 @@ def _new_run_dir(cfg) -> Path:
     return Path(cfg.runs_root) / f"{cfg.env.game}-{cfg.config_name}-s{cfg.seed}-{stamp}"
 
 
+def _cmd_evaluate(args) -> int:
+    from dqn_atari.evaluation import EvaluationError, evaluate_checkpoint, format_report
+
+    if args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if not 0 <= args.epsilon <= 1:
+        raise UserError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    if args.scale < 1:
+        raise UserError(f"--scale must be a positive integer, got {args.scale}")
+    try:
+        report = evaluate_checkpoint(
+            args.target,
+            episodes=args.episodes,
+            epsilon=args.epsilon,
+            protocol=args.protocol,
+            game=args.game,
+            seed=args.seed,
+            max_episode_frames=args.max_episode_frames,
+            out=args.out,
+            video=getattr(args, "video", True),
+            video_scale=args.scale,
+            panel=args.panel,
+            gif_seconds=args.gif_seconds,
+            keep_videos=args.keep,
+            device=args.device,
+        )
+    except EvaluationError as err:
+        raise UserError(str(err)) from None
+    print(format_report(report))
+    return 0
+
+
 def _cmd_benchmark(args) -> int:
     from dqn_atari import benchmarks
 
     return benchmarks.run(args.which, json_path=args.json, seconds=args.seconds, replay_capacity=args.replay_capacity)
 
 
-_COMMANDS = {"games": _cmd_games, "train": _cmd_train, "benchmark": _cmd_benchmark}
+_COMMANDS = {
+    "games": _cmd_games,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "record": _cmd_evaluate,
+    "benchmark": _cmd_benchmark,
+}
 
 
 if __name__ == "__main__":

@@ -8,10 +8,16 @@ changes nothing in the training run.
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
 from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from dqn_atari.envs import make_env
 
@@ -19,18 +25,24 @@ PROTOCOLS = {
     "nature": {"protocol": "nature", "max_episode_frames": 18_000, "noop_max": 30},
     "machado": {"protocol": "machado", "max_episode_frames": 108_000, "noop_max": 30},
 }
+REFERENCE_SOURCE = "google-deepmind/dqn_zoo dqn_zoo/atari_data.py (random; professional human tester)"
+
+
+class EvaluationError(RuntimeError):
+    """A checkpoint or output that cannot be used; the message is one line for the user."""
 
 
 @dataclass
 class EpisodeResult:
     seed: int
     score: float  # raw game points over the whole game
-    frames: int  # emulator frames played
+    frames: int  # emulator frames played, the start's no-ops included
+    steps: int  # agent actions
     capped: bool  # ended by the frame cap, not by game over
 
 
 def play_episodes(
-    greedy_actions: Callable[[np.ndarray], np.ndarray],
+    q_values: Callable[[np.ndarray], np.ndarray],
     game: str,
     *,
     episodes: int,
@@ -41,11 +53,13 @@ def play_episodes(
     frame_skip: int = 4,
     frame_size: int = 84,
     frame_stack: int = 4,
-    on_frame: Callable | None = None,
+    recorder_for: Callable | None = None,
 ) -> list[EpisodeResult]:
-    """Play `episodes` full games; game i is seeded with seed + i, so results are reproducible.
+    """Play `episodes` full games, epsilon-greedy on `q_values(obs_batch) -> (B, A)`; game i is
+    seeded with seed + i, so results are reproducible.
 
-    `on_frame(env, obs, action)` is called before each action (for video recording)."""
+    `recorder_for(i)` may return an object with add(rgb, stack, q, action) and close(): it then
+    sees the emulator's colour screen before each action and the final screen."""
     settings = dict(PROTOCOLS[protocol])
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
@@ -54,32 +68,230 @@ def play_episodes(
     results = []
     try:
         for i in range(episodes):
+            recorder = recorder_for(i) if recorder_for else None
             obs, _ = env.reset(seed=seed + i)
-            score, done, truncated = 0.0, False, False
+            score, done, truncated, steps = 0.0, False, False, 0
             while not done:
-                action = int(greedy_actions(obs[None])[0])
+                q = q_values(obs[None])[0]
+                action = int(np.argmax(q))
                 if rng.random() < epsilon:
                     action = int(rng.integers(env.action_space.n))
-                if on_frame is not None:
-                    on_frame(env, obs, action)
+                if recorder is not None:
+                    recorder.add(env.unwrapped.ale.getScreenRGB(), obs, q, action)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 score += float(reward)
+                steps += 1
                 done = terminated or truncated
+            if recorder is not None:
+                recorder.add(env.unwrapped.ale.getScreenRGB(), obs, q_values(obs[None])[0], None)
+                recorder.close()
             frames = int(env.unwrapped.ale.getEpisodeFrameNumber())
-            results.append(EpisodeResult(seed + i, score, frames, bool(truncated)))
+            results.append(EpisodeResult(seed + i, score, frames, steps, bool(truncated)))
     finally:
         env.close()
     return results
 
 
+# ---------------------------------------------------------------------------- statistics
+def reference_scores() -> dict[str, tuple[float, float]]:
+    """Game -> (random, human) for the 57 games of the Atari benchmark."""
+    text = resources.files("dqn_atari.data").joinpath("atari_reference_scores.csv").read_text()
+    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
+    return {r["game"]: (float(r["random"]), float(r["human"])) for r in rows}
+
+
+def human_normalized(game: str, score: float) -> float | None:
+    ref = reference_scores().get(game)
+    if ref is None:
+        return None
+    random, human = ref
+    return (score - random) / (human - random)
+
+
+def bootstrap_ci(scores, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if len(scores) < 2:
+        return (float(scores.mean()), float(scores.mean())) if len(scores) else (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = scores[rng.integers(0, len(scores), size=(resamples, len(scores)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
 def summarize_scores(results: list[EpisodeResult]) -> dict:
     scores = np.array([r.score for r in results], dtype=np.float64)
+    low, high = bootstrap_ci(scores)
     return {
         "episodes": len(results),
-        "mean": float(scores.mean()) if len(scores) else float("nan"),
-        "median": float(np.median(scores)) if len(scores) else float("nan"),
-        "std": float(scores.std()) if len(scores) else float("nan"),
-        "min": float(scores.min()) if len(scores) else float("nan"),
-        "max": float(scores.max()) if len(scores) else float("nan"),
-        "per_episode": [asdict(r) for r in results],
+        "mean": float(scores.mean()),
+        "median": float(np.median(scores)),
+        "std": float(scores.std()),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "ci95_mean": [low, high],
+        "capped_episodes": int(sum(r.capped for r in results)),
     }
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def find_checkpoint(target: str | Path) -> Path:
+    """A run directory (its newest checkpoint) or one checkpoint directory."""
+    target = Path(target)
+    if (target / "model.pt").is_file():
+        return target
+    checkpoints = sorted((target / "checkpoints").glob("ckpt-*")) if target.is_dir() else []
+    if not checkpoints:
+        raise EvaluationError(f"no checkpoint at {target}: give a run directory with checkpoints/ or a checkpoint directory")
+    return checkpoints[-1]
+
+
+def load_policy(checkpoint: Path, device: torch.device):
+    """(network, config dict, state dict) from a checkpoint; nothing is unpickled."""
+    from dqn_atari.networks import QNetwork
+
+    try:
+        state = json.loads((checkpoint / "state.json").read_text())
+        model = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
+        weights = model["agent"]["online"]
+    except (OSError, json.JSONDecodeError, RuntimeError, KeyError, EOFError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
+    cfg = state["config"]
+    num_actions = weights["head.2.weight"].shape[0]
+    network = QNetwork(num_actions, cfg["env"]["frame_stack"], cfg["env"]["frame_size"], cfg["network"]["hidden_size"])
+    network.load_state_dict(weights)
+    return network.to(device).eval(), cfg, state
+
+
+def evaluate_checkpoint(
+    target: str | Path,
+    *,
+    episodes: int = 30,
+    epsilon: float = 0.05,
+    protocol: str = "nature",
+    game: str | None = None,
+    seed: int = 0,
+    max_episode_frames: int | None = None,
+    out: str | Path | None = None,
+    video: bool = False,
+    video_scale: int = 3,
+    panel: bool = False,
+    gif_seconds: float = 0.0,
+    keep_videos: str = "best-worst",
+    device: str = "cpu",
+) -> dict:
+    """Play, score and (optionally) film a checkpoint; writes report.json (and videos) to `out`."""
+    from dqn_atari.envs.games import resolve_game
+    from dqn_atari.video import EpisodeVideo, write_gif
+
+    checkpoint = find_checkpoint(target)
+    torch_device = torch.device(device)
+    if torch_device.type == "cpu":
+        # One game at a time means batch-1 forward passes, which a second thread barely speeds
+        # up (measured here); it leaves the other cores to the video encoder.
+        torch.set_num_threads(1)
+    network, cfg, state = load_policy(checkpoint, torch_device)
+    game = resolve_game(game or cfg["env"]["game"])
+    probe = make_env(game, frame_stack=cfg["env"]["frame_stack"], frame_size=cfg["env"]["frame_size"])
+    num_actions, action_names = probe.action_space.n, probe.unwrapped.get_action_meanings()
+    probe.close()
+    if num_actions != network.head[-1].out_features:
+        raise EvaluationError(
+            f"checkpoint {checkpoint} is a {network.head[-1].out_features}-action network "
+            f"({cfg['env']['game']}) but {game} has {num_actions} actions"
+        )
+    out = Path(out) if out else checkpoint.parent.parent / f"eval-{checkpoint.name.split('-')[1]}"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as err:
+        raise EvaluationError(f"output directory {out} is not writable: {err.strerror or err}") from None
+
+    @torch.no_grad()
+    def q_values(obs: np.ndarray) -> np.ndarray:
+        return network(torch.from_numpy(obs).to(torch_device)).cpu().numpy()
+
+    recorders: dict[int, EpisodeVideo] = {}
+
+    def recorder_for(i: int):
+        recorders[i] = EpisodeVideo(out / f".episode-{i}.mp4", video_scale, panel, gif_seconds, action_names)
+        return recorders[i]
+
+    results = play_episodes(
+        q_values,
+        game,
+        episodes=episodes,
+        epsilon=epsilon,
+        protocol=protocol,
+        max_episode_frames=max_episode_frames,
+        seed=seed,
+        frame_skip=cfg["env"]["frame_skip"],
+        frame_size=cfg["env"]["frame_size"],
+        frame_stack=cfg["env"]["frame_stack"],
+        recorder_for=recorder_for if video else None,
+    )
+    summary = summarize_scores(results)
+    settings = dict(PROTOCOLS[protocol], epsilon=epsilon)
+    if max_episode_frames is not None:
+        settings["max_episode_frames"] = max_episode_frames
+    ref = reference_scores().get(game)
+    report = {
+        "game": game,
+        "protocol": settings,
+        "checkpoint": {"path": str(checkpoint), "frames": state["frames"], "steps": state["steps"]},
+        "seed": seed,
+        "summary": summary,
+        "human_normalized": {
+            "mean": human_normalized(game, summary["mean"]),
+            "random": ref[0] if ref else None,
+            "human": ref[1] if ref else None,
+            "table": REFERENCE_SOURCE,
+        },
+        "per_episode": [asdict(r) for r in results],
+        "videos": _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif) if video else [],
+        "config": cfg,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _keep_videos(results, recorders, out: Path, keep: str, gif_seconds: float, write_gif) -> list[str]:
+    order = sorted(range(len(results)), key=lambda i: results[i].score)
+    if len(results) == 1:
+        chosen = {0: "game"}
+    elif keep == "best-worst":
+        chosen = {order[-1]: "best", order[0]: "worst"}
+    else:
+        chosen = {i: f"{i:03d}" for i in order}
+    kept = []
+    for i, recorder in recorders.items():
+        if i not in chosen:
+            recorder.path.unlink(missing_ok=True)
+            continue
+        name = f"episode-{chosen[i]}-seed{results[i].seed}-score{results[i].score:g}"
+        final = out / f"{name}.mp4"
+        shutil.move(recorder.path, final)
+        kept.append(str(final))
+        if gif_seconds and i == order[-1] and recorder.gif_frames:  # a GIF of the best game
+            write_gif(recorder.gif_frames, out / f"{name}.gif")
+            kept.append(str(out / f"{name}.gif"))
+    return kept
+
+
+def format_report(report: dict) -> str:
+    s = report["summary"]
+    hn = report["human_normalized"]
+    lines = [
+        f"{report['game']}  checkpoint {report['checkpoint']['frames']:,} frames  protocol {report['protocol']['protocol']}"
+        f" (epsilon {report['protocol']['epsilon']}, cap {report['protocol']['max_episode_frames']:,} frames)",
+        f"  episodes  {s['episodes']}  (capped: {s['capped_episodes']})",
+        f"  mean      {s['mean']:.2f}  95% CI [{s['ci95_mean'][0]:.2f}, {s['ci95_mean'][1]:.2f}]",
+        f"  median    {s['median']:.2f}   std {s['std']:.2f}   min {s['min']:.2f}   max {s['max']:.2f}",
+    ]
+    if hn["mean"] is not None:
+        lines.append(f"  human-normalised mean  {hn['mean']:.3f}  (random {hn['random']}, human {hn['human']}; {hn['table']})")
+    for v in report["videos"]:
+        lines.append(f"  video     {v}")
+    return "\n".join(lines)

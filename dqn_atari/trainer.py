@@ -221,7 +221,7 @@ class Trainer:
     def evaluate(self) -> dict:
         e = self.cfg.eval
         results = play_episodes(
-            self.agent.greedy_actions,
+            lambda obs: self.agent.q_values(obs).cpu().numpy(),
             self.cfg.env.game,
             episodes=e.episodes,
             epsilon=e.epsilon,

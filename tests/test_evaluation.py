@@ -1,0 +1,134 @@
+"""Evaluation reports and gameplay videos from a real (untrained) Pong checkpoint; videos are
+decoded with PyAV, GIFs opened with Pillow."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CONFIGS, run_cli
+from dqn_atari.evaluation import bootstrap_ci, human_normalized, reference_scores
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    result = run_cli(
+        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "train.total_frames=400", "train.learning_starts_steps=1000"
+    )
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def test_report_has_every_field_and_pong_scores(run_dir, tmp_path):
+    out = tmp_path / "ev"
+    result = run_cli("evaluate", str(run_dir), "--episodes", "2", "--max-episode-frames", "1200", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert set(report) >= {"game", "protocol", "checkpoint", "summary", "human_normalized", "per_episode", "config", "videos"}
+    assert report["protocol"] == {"protocol": "nature", "max_episode_frames": 1200, "noop_max": 30, "epsilon": 0.05}
+    assert report["checkpoint"]["frames"] == 400
+    assert set(report["summary"]) >= {"mean", "median", "std", "min", "max", "ci95_mean", "episodes", "capped_episodes"}
+    episodes = report["per_episode"]
+    assert [e["seed"] for e in episodes] == [0, 1]
+    for e in episodes:
+        assert -21 <= e["score"] <= 21
+        assert e["capped"] and 1200 <= e["frames"] <= 1204  # 1,200 frames is too short to finish a game
+    assert report["summary"]["capped_episodes"] == 2
+    assert report["human_normalized"]["human"] == 14.6 and "dqn_zoo" in report["human_normalized"]["table"]
+    assert "human-normalised mean" in result.stdout and "95% CI" in result.stdout
+
+
+def test_same_seed_same_scores(run_dir, tmp_path):
+    reports = []
+    for name in ("a", "b"):
+        assert run_cli("evaluate", str(run_dir), "--episodes", "2", "--max-episode-frames", "800", "--out", str(tmp_path / name)).returncode == 0
+        reports.append(json.loads((tmp_path / name / "report.json").read_text())["per_episode"])
+    assert reports[0] == reports[1]
+
+
+def test_human_normalised_score_by_hand():
+    assert human_normalized("Pong", 14.6) == pytest.approx(1.0)
+    assert human_normalized("Pong", -20.7) == pytest.approx(0.0)
+    assert human_normalized("Breakout", 16.1) == pytest.approx((16.1 - 1.7) / (30.5 - 1.7))
+    assert human_normalized("Adventure", 1.0) is None  # not one of the 57
+    assert len(reference_scores()) == 57
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    assert bootstrap_ci([3.0, 3.0, 3.0]) == (3.0, 3.0)
+    low, high = bootstrap_ci([0.0, 10.0] * 10)
+    assert low < 5.0 < high and 2.0 < low and high < 8.0
+
+
+def test_video_decodes_as_h264_with_the_expected_frames_and_size(run_dir, tmp_path):
+    out = tmp_path / "v"
+    result = run_cli(
+        "record", str(run_dir), "--max-episode-frames", "400", "--out", str(out), "--gif-seconds", "2", "--scale", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    (mp4,) = [v for v in report["videos"] if v.endswith(".mp4")]
+    (gif,) = [v for v in report["videos"] if v.endswith(".gif")]
+    steps = report["per_episode"][0]["steps"]  # one video frame per agent step, plus the last screen
+    with av.open(mp4) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == steps + 1
+    assert frames[0].shape == (630, 480, 3)  # 210x160 upscaled 3x
+    # Nearest-neighbour upscale: each emulator pixel is a flat 3x3 block (up to codec noise).
+    block = frames[len(frames) // 2][300:303, 240:243].astype(int)
+    assert np.abs(block - block[0, 0]).max() <= 12
+    with Image.open(gif) as image:
+        assert image.size == (320, 420)
+        durations = []
+        for i in range(image.n_frames):  # Pillow merges repeated frames into longer ones
+            image.seek(i)
+            durations.append(image.info["duration"])
+    assert sum(durations) == 2000  # 2 seconds at 15 frames a second
+
+
+def test_q_value_panel_widens_the_video(run_dir, tmp_path):
+    out = tmp_path / "p"
+    result = run_cli("record", str(run_dir), "--max-episode-frames", "200", "--out", str(out), "--panel", "--scale", "2")
+    assert result.returncode == 0, result.stderr
+    (mp4,) = json.loads((out / "report.json").read_text())["videos"]
+    with av.open(mp4) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape[0] == 420 and frame.shape[1] > 320 + 150  # the game, then the panel
+    panel = frame[:, 330:]
+    assert (np.abs(panel.astype(int) - [60, 200, 90]).sum(axis=2) < 60).any()  # the chosen action's green bar
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["evaluate", "/nonexistent/run"], "no checkpoint at /nonexistent/run"),
+        (["evaluate", "RUN", "--game", "Breakout"], "is a 6-action network (Pong) but Breakout has 4 actions"),
+        (["evaluate", "RUN", "--out", "FILE/sub"], "is not writable"),
+        (["evaluate", "RUN", "--episodes", "0"], "--episodes must be at least 1"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(run_dir, tmp_path, args, message):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    args = [a.replace("RUN", str(run_dir)).replace("FILE", str(afile)) for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_corrupt_checkpoint_gives_one_line_and_exit_2(run_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(sorted((run_dir / "checkpoints").glob("ckpt-*"))[-1], bad)
+    (bad / "model.pt").write_bytes((bad / "model.pt").read_bytes()[:1000])
+    result = run_cli("evaluate", str(bad))
+    assert result.returncode == 2
+    assert "cannot read checkpoint" in result.stderr and len(result.stderr.strip().splitlines()) == 1
