@@ -74,6 +74,32 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)")
     evaluation_options(r, episodes=1, video_default=True)
 
+    sm = sub.add_parser(
+        "submit",
+        help="send a sweep (games x seeds) to SLURM as one job array",
+        description="Render slurm/job-array.sbatch for every (game, seed), write a sweep directory (script, one "
+        "resolved config per task, sweep.json mapping array index -> game, seed, run directory) and submit it "
+        "with sbatch. Tasks train in fixed run directories, so requeued tasks resume by themselves.",
+    )
+    sm.add_argument("config", help="YAML config, e.g. configs/pong.yaml")
+    sm.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every task")
+    sm.add_argument("--games", nargs="+", help="games to run (default: the config's)")
+    sm.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,7 or 3 (default 0)")
+    sm.add_argument("--time", default="24:00:00", help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)")
+    sm.add_argument("--cpus", type=int, default=4, help="CPUs per task (default 4)")
+    sm.add_argument("--mem", default="32G", help="memory per task, e.g. 32G (default 32G)")
+    sm.add_argument("--gpus", type=int, default=0, help="GPUs per task (default 0)")
+    sm.add_argument("--partition", help="SLURM partition")
+    sm.add_argument("--account", help="SLURM account")
+    sm.add_argument("--qos", help="SLURM quality of service")
+    sm.add_argument("--max-parallel", type=int, help="at most this many tasks at once")
+    sm.add_argument("--signal-seconds", type=int, default=120, help="warn (USR1) this long before the time limit (default 120)")
+    sm.add_argument("--sweep-dir", help="where to write the sweep (default sweeps/<config>-<time>/)")
+    sm.add_argument("--dry-run", action="store_true", help="print the script and tasks; write and submit nothing")
+
+    st = sub.add_parser("status", help="one line per task of a sweep: SLURM state, frames, last returns, restarts")
+    st.add_argument("sweep_dir", metavar="SWEEP_DIR")
+
     b = sub.add_parser(
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
@@ -89,7 +115,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # key=value overrides may come after options too (argparse alone stops at the first option).
+    args, extra = parser.parse_known_args(argv)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     from dqn_atari.config import ConfigError
     from dqn_atari.replay import ReplayError
 
@@ -213,6 +246,41 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_submit(args) -> int:
+    from dqn_atari.slurm import Resources, SlurmError, submit
+
+    resources = Resources(
+        time=args.time, cpus=args.cpus, mem=args.mem, gpus=args.gpus, partition=args.partition,
+        account=args.account, qos=args.qos, max_parallel=args.max_parallel, signal_seconds=args.signal_seconds,
+    )
+    try:
+        result = submit(
+            args.config, games=args.games, seeds_text=args.seeds, overrides=args.overrides,
+            resources=resources, sweep_dir=args.sweep_dir, dry_run=args.dry_run,
+        )
+    except SlurmError as err:
+        raise UserError(str(err)) from None
+    if args.dry_run:
+        print(result["script"])
+        for t in result["tasks"]:
+            print(f"# task {t['index']}: {t['game']} seed {t['seed']} -> {t['run_dir']}")
+        print("# dry run: nothing written, nothing submitted")
+        return 0
+    print(f"submitted job array {result['job_id']} ({len(result['tasks'])} tasks); sweep: {result['sweep_dir']}")
+    print(f"follow it with: dqn-atari status {result['sweep_dir']}   (logs in {result['sweep_dir']}/logs/)")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from dqn_atari.slurm import SlurmError, format_status, status
+
+    try:
+        print(format_status(status(args.sweep_dir)))
+    except SlurmError as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
 def _cmd_benchmark(args) -> int:
     from dqn_atari import benchmarks
 
@@ -224,6 +292,8 @@ _COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "record": _cmd_evaluate,
+    "submit": _cmd_submit,
+    "status": _cmd_status,
     "benchmark": _cmd_benchmark,
 }
 

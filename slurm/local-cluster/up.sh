@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Start a real one-node SLURM cluster on loopback, for tests and for trying `dqn-atari submit`.
+#   eval "$(bash slurm/local-cluster/up.sh [STATE_DIR])"    # prints `export SLURM_CONF=...`
+# Installs Debian's slurmctld, slurmd, slurm-client and munge if missing (needs root and apt).
+# Everything else (munge key, slurm.conf, state, logs, pid files) lives in STATE_DIR
+# (default: a new temporary directory). Stop it with down.sh STATE_DIR.
+set -euo pipefail
+
+STATE=${1:-$(mktemp -d /tmp/dqn-slurm.XXXXXX)}
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+        echo "up.sh: SLURM is not installed and this is not a root Debian machine; install slurmctld slurmd slurm-client munge" >&2
+        exit 1
+    fi
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        slurmctld slurmd slurm-client munge) >"$STATE/apt.log" 2>&1 || { cat "$STATE/apt.log" >&2; exit 1; }
+fi
+
+# munge: a key of our own and a socket in STATE, so nothing of the machine's is touched.
+mkdir -p "$STATE/munge"
+if [ ! -f "$STATE/munge/munge.key" ]; then
+    dd if=/dev/urandom of="$STATE/munge/munge.key" bs=1024 count=1 status=none
+fi
+chmod 700 "$STATE/munge"
+chmod 400 "$STATE/munge/munge.key"
+MUNGE_SOCKET="$STATE/munge/munge.socket"
+munged --force --key-file="$STATE/munge/munge.key" --socket="$MUNGE_SOCKET" \
+    --pid-file="$STATE/munge/munged.pid" --log-file="$STATE/munge/munged.log" --seed-file="$STATE/munge/seed"
+chmod 755 "$STATE/munge"  # clients need to reach the socket
+
+HOST=$(hostname -s)
+CPUS=$(nproc)
+MEM=$(( $(free -m | awk '/^Mem:/ {print $2}') * 8 / 10 ))
+mkdir -p "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/log"
+cat >"$STATE/slurm.conf" <<CONF
+ClusterName=dqnlocal
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=10
+StateSaveLocation=$STATE/spool/ctld
+SlurmdSpoolDir=$STATE/spool/d
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+SlurmctldPort=6817
+SlurmdPort=6818
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=$STATE/log/jobcomp.log
+ReturnToService=2
+MpiDefault=none
+# A requeued task comes back in ~10 s instead of ~2.5 min (see AuthInfo cred_expire above).
+SchedulerParameters=bf_interval=1,sched_interval=2
+MinJobAge=300
+DefMemPerCPU=2000
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF="$STATE/slurm.conf"
+slurmctld -c
+slurmd
+for _ in $(seq 1 60); do
+    if sinfo -h -o %t 2>/dev/null | grep -qE '^idle'; then
+        echo "export SLURM_CONF=$SLURM_CONF"
+        exit 0
+    fi
+    sleep 0.5
+done
+echo "up.sh: the node did not become idle; logs in $STATE/log" >&2
+exit 1
