@@ -25,7 +25,7 @@ class UserError(Exception):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dqn-atari",
-        description="Nature DQN from Atari pixels: train, benchmark, list games.",
+        description="Nature DQN from Atari pixels: train, evaluate and film agents, run sweeps on SLURM, plot and summarise results.",
         epilog="Config overrides are dotted key=value pairs, e.g. replay.capacity=100000 env.game=Breakout.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -99,6 +99,24 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="one line per task of a sweep: SLURM state, frames, last returns, restarts")
     st.add_argument("sweep_dir", metavar="SWEEP_DIR")
+
+    pl = sub.add_parser(
+        "plot",
+        help="learning curves per game: mean over seeds with a 95%% bootstrap band",
+        description="Learning curves from runs' metrics.csv, one panel per game; runs of another game or "
+        "other settings are drawn as separate groups, never averaged together.",
+    )
+    pl.add_argument("paths", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
+    pl.add_argument("--out", default="curves.png", help="figure file (default curves.png)")
+    pl.add_argument("--metric", choices=["eval", "train"], default="eval", help="evaluation scores or training games")
+    pl.add_argument("--x", choices=["frames", "hours"], default="frames", help="x axis (default: emulator frames)")
+
+    su = sub.add_parser(
+        "summarize",
+        help="final scores per game (mean and 95%% CI over seeds), human-normalised; median and IQM across games",
+    )
+    su.add_argument("paths", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
+    su.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
 
     b = sub.add_parser(
         "benchmark",
@@ -281,6 +299,37 @@ def _cmd_status(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from dqn_atari.results import ResultsError, plot
+
+    try:
+        out, groups = plot(args.paths, args.out, args.metric, args.x)
+    except ResultsError as err:
+        raise UserError(str(err)) from None
+    for g in groups:
+        print(f"{g.game}: {g.name} ({len(g.runs)} runs)")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_summarize(args) -> int:
+    import json as _json
+
+    from dqn_atari.results import ResultsError, summarize, summary_markdown, write_summary_csv
+
+    try:
+        summary = summarize(args.paths)
+    except ResultsError as err:
+        raise UserError(str(err)) from None
+    text = summary_markdown(summary)
+    print(text)
+    if args.out:
+        Path(args.out + ".md").write_text(text + "\n")
+        write_summary_csv(summary, args.out + ".csv")
+        Path(args.out + ".json").write_text(_json.dumps(summary, indent=2) + "\n")
+    return 0
+
+
 def _cmd_benchmark(args) -> int:
     from dqn_atari import benchmarks
 
@@ -294,6 +343,8 @@ _COMMANDS = {
     "record": _cmd_evaluate,
     "submit": _cmd_submit,
     "status": _cmd_status,
+    "plot": _cmd_plot,
+    "summarize": _cmd_summarize,
     "benchmark": _cmd_benchmark,
 }
 

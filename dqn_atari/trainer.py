@@ -212,6 +212,7 @@ class Trainer:
         scalars = self._interval.collect(self.steps, self.agent.updates)
         scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay)})
         self.logger.log(self.frames, self.steps, scalars)
+        self.logger.flush()  # so `dqn-atari status` and plots see a running job's progress
         mean10 = f"{np.mean(self.recent_scores):.1f}" if self.recent_scores else "n/a"
         progress.update(
             self.frames,

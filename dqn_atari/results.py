@@ -1,0 +1,246 @@
+"""Figures and tables a paper can use, from run directories.
+
+Runs are grouped by game and by their resolved config with the per-run keys removed (seed, run
+directory, device, logging and checkpoint settings): runs of different games or settings are
+never averaged together. Across seeds, curves show the mean with a shaded 95% bootstrap interval;
+across games, the median and interquartile mean (IQM) of human-normalised scores come with
+stratified bootstrap intervals from `rliable` (Agarwal et al. 2021).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalized
+from dqn_atari.metrics import read_csv
+
+# Settings that do not change what is being measured (and the game, which groups separately).
+PER_RUN_KEYS = {"env.game", "seed", "run_dir", "runs_root", "config_name", "train.device", "train.torch_threads", "train.total_frames"}
+PER_RUN_SECTIONS = {"log", "checkpoint"}
+TAGS = {"eval": "eval/return_mean", "train": "train/episode_return"}
+
+
+class ResultsError(RuntimeError):
+    """Nothing to plot or summarise; the message is one line for the user."""
+
+
+@dataclass
+class Run:
+    path: Path
+    game: str
+    seed: int
+    config: dict
+    metrics: dict[str, list[tuple[int, float]]]
+    clock: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # (frames, wall time) per logged row
+
+
+@dataclass
+class Group:
+    game: str
+    name: str
+    signature: str
+    runs: list[Run]
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Run directories named directly, inside a sweep (sweep.json), or one level down (runs/)."""
+    import yaml
+
+    dirs: list[Path] = []
+    for p in map(Path, paths):
+        if (p / "sweep.json").is_file():
+            dirs += [Path(t["run_dir"]) for t in json.loads((p / "sweep.json").read_text())["tasks"]]
+        elif (p / "metrics.csv").is_file():
+            dirs.append(p)
+        elif p.is_dir():
+            dirs += sorted(d for d in p.iterdir() if (d / "metrics.csv").is_file())
+        else:
+            raise ResultsError(f"{p} is not a run or sweep directory")
+    runs = []
+    for d in dirs:
+        if not (d / "metrics.csv").is_file() or not (d / "config.yaml").is_file():
+            continue  # a task that has not started yet
+        cfg = yaml.safe_load((d / "config.yaml").read_text())
+        with open(d / "metrics.csv", newline="") as f:
+            clock = np.array([(int(r["frames"]), float(r["wall_time"])) for r in csv.DictReader(f)], dtype=np.float64)
+        runs.append(Run(d, cfg["env"]["game"], cfg["seed"], cfg, read_csv(d / "metrics.csv"), clock.reshape(-1, 2)))
+    if not runs:
+        raise ResultsError(f"no runs with metrics.csv and config.yaml under {', '.join(map(str, paths))}")
+    return runs
+
+
+def signature(cfg: dict) -> str:
+    flat = {}
+    for section, values in cfg.items():
+        if isinstance(values, dict):
+            if section in PER_RUN_SECTIONS:
+                continue
+            flat.update({f"{section}.{k}": v for k, v in values.items()})
+        else:
+            flat[section] = values
+    kept = {k: v for k, v in flat.items() if k not in PER_RUN_KEYS}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    groups: dict[tuple[str, str], Group] = {}
+    for run in runs:
+        sig = signature(run.config)
+        key = (run.game, sig)
+        if key not in groups:
+            groups[key] = Group(run.game, run.config.get("config_name", "run"), sig, [])
+        groups[key].runs.append(run)
+    out = sorted(groups.values(), key=lambda g: (g.game, g.name, g.signature))
+    signatures_of: dict[str, set[str]] = {}
+    for g in out:
+        signatures_of.setdefault(g.name, set()).add(g.signature)
+    for g in out:  # two settings under one config name: tell them apart
+        if len(signatures_of[g.name]) > 1:
+            g.name = f"{g.name} [{g.signature}]"
+    return out
+
+
+def curve(run: Run, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
+    points = run.metrics.get(TAGS[metric], [])
+    if not points:
+        return np.empty(0), np.empty(0)
+    frames = np.array([p[0] for p in points], dtype=np.float64)
+    values = np.array([p[1] for p in points], dtype=np.float64)
+    if metric == "train":  # per-game returns are noisy: a running mean over 10 games
+        kernel = np.ones(min(10, len(values))) / min(10, len(values))
+        values = np.convolve(values, kernel, mode="valid")
+        frames = frames[len(frames) - len(values) :]
+    if x == "hours":  # frames -> hours of training through the logged rows' wall times
+        frames = (np.interp(frames, run.clock[:, 0], run.clock[:, 1]) - run.clock[0, 1]) / 3600.0
+    return frames, values
+
+
+def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "frames") -> tuple[Path, list[Group]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = group_runs(find_runs(paths))
+    games = sorted({g.game for g in groups})
+    fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.4), squeeze=False)
+    for ax, game in zip(axes[0], games):
+        for g in (g for g in groups if g.game == game):
+            curves = [c for c in (curve(r, metric, x) for r in g.runs) if len(c[0])]
+            if not curves:
+                continue
+            lo_x = max(c[0][0] for c in curves)
+            hi_x = min(c[0][-1] for c in curves)
+            grid = np.linspace(lo_x, hi_x, 100) if hi_x > lo_x else np.array([hi_x])
+            ys = np.stack([np.interp(grid, cx, cy) for cx, cy in curves])  # (seeds, points)
+            mean = ys.mean(axis=0)
+            (line,) = ax.plot(grid, mean, label=f"{g.name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
+            if len(curves) > 1:
+                bands = np.array([bootstrap_ci(ys[:, i], resamples=2000) for i in range(ys.shape[1])])
+                ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(game)
+        ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
+        ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out, groups
+
+
+def final_score(run: Run) -> tuple[float, str]:
+    """A run's final score and where it came from: the newest `dqn-atari evaluate` report, else
+    the last evaluation during training, else the mean of the last 10 training games."""
+    reports = sorted(run.path.glob("eval-*/report.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    if reports:
+        return json.loads(reports[-1].read_text())["summary"]["mean"], "evaluate"
+    if run.metrics.get(TAGS["eval"]):
+        return run.metrics[TAGS["eval"]][-1][1], "eval during training"
+    games = [v for _, v in run.metrics.get(TAGS["train"], [])][-10:]
+    if games:
+        return float(np.mean(games)), "last 10 training games"
+    return float("nan"), "none"
+
+
+def summarize(paths, reps: int = 10_000) -> dict:
+    from rliable import library as rly
+    from rliable import metrics as rlm
+
+    groups = group_runs(find_runs(paths))
+    rows = []
+    for g in groups:
+        scores = [final_score(r) for r in g.runs]
+        values = np.array([s for s, _ in scores])
+        low, high = bootstrap_ci(values)
+        hns = [human_normalized(g.game, s) for s in values]
+        rows.append(
+            {
+                "game": g.game,
+                "config": g.name,
+                "seeds": len(values),
+                "mean": float(values.mean()),
+                "ci95": [low, high],
+                "human_normalized": None if hns[0] is None else float(np.mean(hns)),
+                "source": sorted({src for _, src in scores}),
+                "per_seed": {int(r.seed): float(s) for r, (s, _) in zip(g.runs, scores)},
+            }
+        )
+    aggregates = {}
+    for name in sorted({g.name for g in groups}):
+        mine = [(g, r) for g, r in zip(groups, rows) if g.name == name and r["human_normalized"] is not None]
+        seeds = min((len(g.runs) for g, _ in mine), default=0)
+        if not mine or seeds == 0:
+            continue
+        # (runs, games) matrix of human-normalised scores; games with more seeds use their first
+        matrix = np.array([[human_normalized(g.game, final_score(r)[0]) for r in g.runs[:seeds]] for g, _ in mine]).T
+        point, interval = rly.get_interval_estimates(
+            {name: matrix}, lambda x: np.array([rlm.aggregate_median(x), rlm.aggregate_iqm(x)]), reps=reps
+        )
+        aggregates[name] = {
+            "games": [g.game for g, _ in mine],
+            "runs_per_game": seeds,
+            "median": float(point[name][0]),
+            "median_ci95": [float(interval[name][0, 0]), float(interval[name][1, 0])],
+            "iqm": float(point[name][1]),
+            "iqm_ci95": [float(interval[name][0, 1]), float(interval[name][1, 1])],
+        }
+    return {"rows": rows, "aggregates": aggregates, "human_table": REFERENCE_SOURCE}
+
+
+def summary_markdown(summary: dict) -> str:
+    lines = [
+        "| game | config | seeds | final score (mean) | 95% CI | human-normalised |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary["rows"]:
+        hn = "n/a" if r["human_normalized"] is None else f"{r['human_normalized']:.3f}"
+        lines.append(
+            f"| {r['game']} | {r['config']} | {r['seeds']} | {r['mean']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {hn} |"
+        )
+    for name, a in summary["aggregates"].items():
+        lines.append("")
+        lines.append(
+            f"{name}: {len(a['games'])} games x {a['runs_per_game']} runs; human-normalised median "
+            f"{a['median']:.3f} [{a['median_ci95'][0]:.3f}, {a['median_ci95'][1]:.3f}], IQM {a['iqm']:.3f} "
+            f"[{a['iqm_ci95'][0]:.3f}, {a['iqm_ci95'][1]:.3f}] (stratified bootstrap, rliable)"
+        )
+    lines.append("")
+    lines.append(f"Human-normalised with the table of {summary['human_table']}.")
+    return "\n".join(lines)
+
+
+def write_summary_csv(summary: dict, path: str | Path) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["game", "config", "seeds", "mean", "ci95_low", "ci95_high", "human_normalized"])
+        for r in summary["rows"]:
+            w.writerow([r["game"], r["config"], r["seeds"], r["mean"], r["ci95"][0], r["ci95"][1], r["human_normalized"]])

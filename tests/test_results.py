@@ -1,0 +1,88 @@
+"""Plots and summaries on small synthetic run directories: two games, several seeds, and one run
+with other settings that must not be averaged in."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from dqn_atari.config import load_config, save_config
+from dqn_atari.results import find_runs, group_runs, summarize
+
+PONG_HN = lambda hn: -20.7 + hn * (14.6 + 20.7)  # noqa: E731  score with that human-normalised value
+BREAKOUT_HN = lambda hn: 1.7 + hn * (30.5 - 1.7)  # noqa: E731
+
+
+def make_run(root, name, game, seed, final, overrides=()):
+    run = root / name
+    run.mkdir(parents=True)
+    cfg = load_config(None, [f"env.game={game}", f"seed={seed}", f"run_dir={run}", *overrides])
+    cfg.config_name = "pong-fast"
+    save_config(cfg, run / "config.yaml")
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["frames", "steps", "wall_time", "tag", "value"])
+        for i, frames in enumerate(range(0, 1_000_001, 250_000)):
+            value = final * frames / 1_000_000 + (seed - 1) * 0.1
+            w.writerow([frames, frames // 4, 1000.0 + 360 * i, "eval/return_mean", value])
+            w.writerow([frames, frames // 4, 1000.0 + 360 * i, "train/episode_return", value - 1])
+        w.writerow([1_000_000, 250_000, 3000.0, "eval/return_mean", final])
+    return run
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    make_run(root, "pong-0", "Pong", 0, PONG_HN(0.0))
+    make_run(root, "pong-1", "Pong", 1, PONG_HN(1.0))
+    make_run(root, "breakout-0", "Breakout", 0, BREAKOUT_HN(2.0))
+    make_run(root, "breakout-1", "Breakout", 1, BREAKOUT_HN(3.0))
+    make_run(root, "pong-other-lr", "Pong", 0, 5.0, ["optimizer.lr=0.001"])
+    return root
+
+
+def test_groups_separate_games_and_settings(runs):
+    groups = group_runs(find_runs([runs]))
+    summary = sorted((g.game, len(g.runs)) for g in groups)
+    assert summary == [("Breakout", 2), ("Pong", 1), ("Pong", 2)]
+    pong_names = [g.name for g in groups if g.game == "Pong"]
+    assert len(set(pong_names)) == 2  # the two Pong settings get distinct labels
+
+
+def test_iqm_median_and_means_match_a_hand_computation(runs):
+    s = summarize([runs], reps=2000)
+    rows = {(r["game"], r["seeds"]): r for r in s["rows"]}
+    assert rows[("Pong", 2)]["mean"] == pytest.approx((PONG_HN(0) + PONG_HN(1)) / 2)
+    assert rows[("Pong", 2)]["human_normalized"] == pytest.approx(0.5)
+    assert rows[("Breakout", 2)]["human_normalized"] == pytest.approx(2.5)
+    (agg,) = [a for name, a in s["aggregates"].items() if sorted(a["games"]) == ["Breakout", "Pong"]]
+    # Human-normalised scores per (run, game): Pong 0 and 1, Breakout 2 and 3.
+    # IQM: the middle half of {0, 1, 2, 3} is {1, 2}: 1.5. Median of the per-game means 0.5 and 2.5: 1.5.
+    assert agg["iqm"] == pytest.approx(1.5)
+    assert agg["median"] == pytest.approx(1.5)
+    assert agg["iqm_ci95"][0] <= 1.5 <= agg["iqm_ci95"][1]
+    assert "dqn_zoo" in s["human_table"]
+
+
+def test_plot_and_summarize_commands(runs, tmp_path):
+    png = tmp_path / "fig" / "curves.png"
+    result = run_cli("plot", str(runs), "--out", str(png))
+    assert result.returncode == 0, result.stderr
+    with Image.open(png) as image:
+        assert image.size[0] > image.size[1] > 300  # two panels side by side
+    assert run_cli("plot", str(runs), "--out", str(tmp_path / "h.png"), "--x", "hours", "--metric", "train").returncode == 0
+    out = tmp_path / "summary"
+    result = run_cli("summarize", str(runs), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "| Pong |" in result.stdout and "IQM" in result.stdout
+    rows = list(csv.DictReader(open(str(out) + ".csv")))
+    assert len(rows) == 3
+    assert json.loads(open(str(out) + ".json").read())["rows"]
+
+
+def test_nothing_to_plot_is_one_line(tmp_path):
+    result = run_cli("plot", str(tmp_path))
+    assert result.returncode == 2 and "no runs with metrics.csv" in result.stderr
