@@ -379,11 +379,34 @@ def run(which: str, json_path: str | None = None, seconds: float | None = None, 
         print(f"running benchmark '{name}'...", flush=True)
         results[name] = BENCHMARKS[name](**kwargs)
         _print_table(name, results[name])
+    if which == "all":
+        _print_summary(results)
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {json_path}")
     return 0
+
+
+# benchmark -> (figure, target) for the one-table summary of `benchmark all`
+TARGETS = {
+    "env": [("wrapper_vs_reference", ">= 0.95"), ("vector_vs_wrapper", ">= 1.8")],
+    "replay": [("bytes_per_transition", "<= 7100"), ("sample_vs_gather_bound", ">= 0.7")],
+    "learner": [("update_vs_raw", "<= 1.1")],
+    "loop": [("loop_vs_learner_bound", ">= 0.85")],
+    "checkpoint": [("incremental_vs_full", "<= 0.1")],
+    "video": [("record_overhead", "<= 1.5")],
+}
+
+
+def _print_summary(results: dict) -> None:
+    m = results["machine"]
+    print(f"== all, on {m['cpu']} ({m['cores']} cores), torch {m['torch']}, device {m['cuda_device'] or 'cpu'}")
+    print(f"  {'benchmark':<11} {'figure':<24} {'value':>12}  target")
+    for name, rows in TARGETS.items():
+        for key, target in rows:
+            if name in results:
+                print(f"  {name:<11} {key:<24} {results[name][key]:>12,.3f}  {target}")
 
 
 def _print_table(name: str, figures: dict) -> None:

@@ -148,7 +148,7 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
         ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
         ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
