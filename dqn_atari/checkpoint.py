@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dqn_atari.replay import ReplayBuffer, ReplayError
+from dqn_atari.replay import ReplayBuffer, ReplayError, crc_of_file
 
 # Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
 # changed cannot continue the same run.
@@ -65,20 +64,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _crc(path: Path) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            crc = zlib.crc32(block, crc)
-    return crc
-
-
 def _write_synced(path: Path, write) -> int:
     with open(path, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())
-    return _crc(path)
+    return crc_of_file(path)
 
 
 class Checkpointer:
@@ -134,7 +125,7 @@ class Checkpointer:
         for name, crc in state["files"].items():
             if not (path / name).is_file():
                 raise CheckpointError(f"checkpoint file {path / name} is missing")
-            if _crc(path / name) != crc:
+            if crc_of_file(path / name) != crc:
                 raise CheckpointError(f"checkpoint file {path / name} is corrupt (checksum mismatch)")
         model = torch.load(path / "model.pt", map_location=device, weights_only=True)
         with np.load(path / "envs.npz", allow_pickle=False) as data:

@@ -372,10 +372,11 @@ def _save_npy(path: Path, array: np.ndarray) -> int:
         np.lib.format.write_array(f, array, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
-    return _crc_of_file(path)
+    return crc_of_file(path)
 
 
-def _crc_of_file(path: Path) -> int:
+def crc_of_file(path: Path) -> int:
+    """CRC32 of a file, read in 16 MB blocks: detects truncated or altered files."""
     crc = 0
     with open(path, "rb") as f:
         while block := f.read(1 << 24):
@@ -386,7 +387,7 @@ def _crc_of_file(path: Path) -> int:
 def _load_npy(path: Path, crc: int) -> np.ndarray:
     if not path.is_file():
         raise ReplayError(f"replay file {path} is missing")
-    if _crc_of_file(path) != crc:
+    if crc_of_file(path) != crc:
         raise ReplayError(f"replay file {path} is corrupt (checksum mismatch): truncated or altered")
     try:
         return np.load(path, allow_pickle=False)

@@ -4,7 +4,6 @@ with other settings that must not be averaged in."""
 import csv
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 

@@ -124,8 +124,11 @@ class AtariVector:
     # ------------------------------------------------------------------ checkpointing
     @property
     def can_save_emulators(self) -> bool:
-        """Only our wrapper stack exposes its emulators; ale-py's vector env keeps them in C++."""
-        return isinstance(self.env, gym.vector.SyncVectorEnv)
+        """Only our wrapper stack exposes its emulators; ale-py's vector env keeps them in C++, and
+        a non-Atari env (the tests' Catch) has none."""
+        return isinstance(self.env, gym.vector.SyncVectorEnv) and all(
+            hasattr(env.unwrapped, "ale") for env in self.env.envs
+        )
 
     def state(self) -> dict[str, np.ndarray]:
         """Plain arrays: score keeping, and for the gymnasium backend each emulator's full state
