@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dqn_atari.replay import ReplayBuffer, ReplayError, crc_of_file
+from dqn_atari.replay import ReplayBuffer, ReplayError, crc_of_file, write_synced
 
 # Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
 # changed cannot continue the same run.
@@ -64,14 +64,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_synced(path: Path, write) -> int:
-    with open(path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    return crc_of_file(path)
-
-
 class Checkpointer:
     def __init__(self, run_dir: str | Path, keep_last: int = 2):
         self.root = Path(run_dir) / "checkpoints"
@@ -91,14 +83,14 @@ class Checkpointer:
         shutil.rmtree(tmp, ignore_errors=True)  # debris of an earlier crash
         tmp.mkdir()
         files = {}
-        files["model.pt"] = _write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
+        files["model.pt"] = write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
         _maybe_crash("model")
-        files["envs.npz"] = _write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))
+        files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))
         previous = self.list()
         replay.save(tmp / "replay", reuse_from=previous[0] / "replay" if previous else None)
         _maybe_crash("replay")
         state = dict(state, files=files)
-        _write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
+        write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
         _fsync_dir(tmp)
         _maybe_crash("before_rename")
         if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)

@@ -364,15 +364,20 @@ def _to_numpy(frames) -> np.ndarray:
     return frames if isinstance(frames, np.ndarray) else frames.cpu().numpy()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> int:
-    array = np.ascontiguousarray(array)
-    # Never write through an existing name: it may be a hard link shared with an older save.
+def write_synced(path: Path, write) -> int:
+    """Write a new file with `write(f)`, fsync it, and return its CRC32. An existing name is
+    unlinked first, never written through: it may be a hard link shared with an older save."""
     path.unlink(missing_ok=True)
     with open(path, "wb") as f:
-        np.lib.format.write_array(f, array, allow_pickle=False)
+        write(f)
         f.flush()
         os.fsync(f.fileno())
     return crc_of_file(path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> int:
+    array = np.ascontiguousarray(array)
+    return write_synced(path, lambda f: np.lib.format.write_array(f, array, allow_pickle=False))
 
 
 def crc_of_file(path: Path) -> int:
@@ -404,10 +409,7 @@ def _try_link(src: Path, dst: Path) -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+    write_synced(path, lambda f: f.write(json.dumps(data).encode()))
 
 
 def _read_manifest(directory: Path) -> dict:

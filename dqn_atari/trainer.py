@@ -208,8 +208,8 @@ class Trainer:
 
     def log_interval(self, epsilon: float, progress: Progress) -> None:
         # The one host sync of the interval: reading the loss also checks it is finite.
-        self._interval.assert_finite(self.steps, self.frames)
         scalars = self._interval.collect(self.steps, self.agent.updates)
+        self._interval.assert_finite(self.steps, self.frames, scalars)
         scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay)})
         self.logger.log(self.frames, self.steps, scalars)
         self.logger.flush()  # so `dqn-atari status` and plots see a running job's progress
@@ -321,9 +321,9 @@ class _IntervalStats:
         values = torch.stack([self.sums[k] for k in ("loss", "q_mean")]).cpu() / self.count
         return {"train/loss": float(values[0]), "train/q_mean": float(values[1])}
 
-    def assert_finite(self, steps: int, frames: int) -> None:
-        for name, value in self.means().items():
-            if not math.isfinite(value):
+    def assert_finite(self, steps: int, frames: int, means: dict[str, float] | None = None) -> None:
+        for name, value in (self.means() if means is None else means).items():
+            if name.startswith("train/") and not math.isfinite(value):
                 raise TrainingDiverged(
                     f"non-finite {name.split('/')[1]} ({value}) at step {steps:,} (frame {frames:,}); "
                     f"stopping, nothing saved after this point"
