@@ -9,6 +9,9 @@ the stack the agent acted on, the action, the clipped learning reward, and flag 
   first      p is the first frame of a game: older stack slots are zeros (the acting padding)
   last       p holds only the frame a game ended on (no action taken from it); it exists so
              that the transition before it has a real next state, which truncation needs
+  back       (bits 4-7) entries from p back to its game's first frame, capped at stack-1:
+             derived from `first` when p is written, so sampling reads one byte instead of
+             searching the stack's flags
 
 Rebuilding: the stack for p is frames p-3..p, with zeros for slots before the game's first
 frame, exactly as the acting frame stack pads. A sample is valid only if every entry it
@@ -29,6 +32,8 @@ import numpy as np
 # chunks written since the previous one and hard-links the rest.
 CHUNK_ENTRIES = 16_384
 TERMINAL, TRUNCATED, FIRST, LAST = 1, 2, 4, 8  # bits of `flags`
+BACK_SHIFT = 4  # flags >> BACK_SHIFT: distance to the game's first frame, capped at stack-1
+SAVE_FORMAT = 2  # format 1 saves lack the `back` bits; they are rebuilt on load
 _SMALL_ARRAYS = ("actions", "rewards", "flags")
 
 
@@ -76,6 +81,8 @@ class ReplayBuffer:
     ):
         """`frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
         big gather never leaves the device; the small per-entry arrays stay in host memory."""
+        if not 1 <= stack <= 16:
+            raise ReplayError(f"frame stack of {stack} is not supported: the replay stores 1 to 16 frames per stack")
         self.ring_size = capacity // num_envs
         if self.ring_size < stack + n_step + 1:
             raise ReplayError(
@@ -106,6 +113,8 @@ class ReplayBuffer:
         # Flat views of all rings: a sample's frames (and flags) come out of one fancy index.
         self._flat_frames = self.frames.reshape(-1, *self.frame_shape)
         self._flat_flags = self.flags.reshape(-1)
+        self._flat_rewards = self.rewards.reshape(-1)
+        self._flat_actions = self.actions.reshape(-1)
         # The window around a start p: entries p-(stack-1) .. p+n_step.
         self._window_offsets = np.arange(-(stack - 1), n_step + 1)
 
@@ -164,15 +173,33 @@ class ReplayBuffer:
             self.frames[envs, pos] = _to_tensor(frames, self.frames.device)
         self.actions[envs, pos] = actions
         self.rewards[envs, pos] = rewards
+        # The previous write of a ring is its predecessor in the game (or `first` is set).
+        back_before = self.flags[envs, (pos - 1) % self.ring_size] >> BACK_SHIFT
+        back = np.where(first, 0, np.minimum(back_before + 1, self.stack - 1))
         self.flags[envs, pos] = (
             np.where(terminal, TERMINAL, 0)
             | np.where(truncated, TRUNCATED, 0)
             | np.where(first, FIRST, 0)
             | np.where(last, LAST, 0)
+            | back << BACK_SHIFT
         )
         self.chunk_version[envs, pos // CHUNK_ENTRIES] += 1
         self.cursor[envs] = (pos + 1) % self.ring_size
         self.count[envs] = np.minimum(self.count[envs] + 1, self.ring_size)
+
+    def derive_back_bits(self) -> None:
+        """Set every held entry's `back` bits from the `first` flags, walking each ring from its
+        oldest entry (for saves of format 1, and for buffers filled by hand). An entry whose
+        game began before the oldest held entry gets the cap; `_inspect` rejects it either way."""
+        for e in range(self.num_envs):
+            held = int(self.count[e])
+            oldest = 0 if held < self.ring_size else int(self.cursor[e])
+            order = (oldest + np.arange(held)) % self.ring_size
+            flags = self.flags[e, order]
+            seq = np.arange(held)
+            latest_first = np.maximum.accumulate(np.where(flags & FIRST, seq, -self.stack))
+            back = np.minimum(seq - latest_first, self.stack - 1)
+            self.flags[e, order] = (flags & ((1 << BACK_SHIFT) - 1)) | (back << BACK_SHIFT).astype(np.uint8)
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int) -> Batch:
@@ -208,34 +235,28 @@ class ReplayBuffer:
 
     def _inspect(self, env: np.ndarray, age: np.ndarray):
         """For transitions starting at (env, age): whether every entry they read is still held,
-        and (window index, env, pos, steps, return, discount, back) for `_assemble`."""
+        and (env, pos, flat index of p, steps, return, discount, back) for `_assemble`."""
         oldest = np.where(self.count < self.ring_size, 0, self.cursor)[env]
         pos = (oldest + age) % self.ring_size
-        index = (env * self.ring_size)[:, None] + (pos[:, None] + self._window_offsets) % self.ring_size
-        flags = np.take(self._flat_flags, index)
-        back = self._distance_to_first(flags[:, : self.stack], age)
-        steps, ret, discount = self._n_step_walk(env, pos, flags[:, self.stack - 1 : -1])
+        start = pos if self.num_envs == 1 else env * self.ring_size + pos  # index into the flat arrays
+        flags = np.take(self._flat_flags, start)
+        back = flags >> BACK_SHIFT
+        steps, ret, discount = self._n_step_walk(env, pos, start, flags)
         # Back to the stack's oldest real frame, forward to the bootstrap state: all held.
-        valid = (flags[:, self.stack - 1] & LAST == 0) & (age + steps < self.count[env]) & (back <= age)
-        return valid, index, env, pos, steps, ret, discount, back
+        valid = (flags & LAST == 0) & (age + steps < self.count[env]) & (back <= age)
+        return valid, env, pos, start, steps, ret, discount, back
 
-    def _distance_to_first(self, stack_flags: np.ndarray, age: np.ndarray) -> np.ndarray:
-        """Entries back from p to its game's first frame, capped at stack-1 (older slots are
-        zeros). stack_flags holds the flags of p-(stack-1)..p; only held entries count."""
-        is_first = (stack_flags[:, ::-1] & FIRST) != 0  # column j: entry p-j
-        is_first &= np.arange(self.stack) <= age[:, None]
-        is_first[:, -1] = True  # the cap
-        return is_first.argmax(axis=1)
-
-    def _n_step_walk(self, env, pos, walk_flags):
+    def _n_step_walk(self, env, pos, start, flags):
         """Steps k to the bootstrap state (1..n), the discounted sum of learning rewards, and
-        gamma^k (0 if a learning terminal came first). walk_flags holds the flags of p..p+n-1.
-        Entries beyond the newest may be read; `_inspect` rejects any start that needed them."""
+        gamma^k (0 if a learning terminal came first). `start` is p's flat index, `flags` its
+        flags. Entries beyond the newest may be read; `_inspect` rejects any start that needed them."""
         gamma = np.float32(self.gamma)
         if self.n_step == 1:
-            terminal = (walk_flags[:, 0] & TERMINAL) != 0
-            return np.ones(len(env), dtype=np.int64), self.rewards[env, pos], np.where(terminal, np.float32(0), gamma)
-        rewards = self.rewards[env[:, None], (pos[:, None] + np.arange(self.n_step)) % self.ring_size]
+            terminal = (flags & TERMINAL) != 0
+            return np.ones(len(env), dtype=np.int64), np.take(self._flat_rewards, start), np.where(terminal, np.float32(0), gamma)
+        walk = (env * self.ring_size)[:, None] + (pos[:, None] + np.arange(self.n_step)) % self.ring_size
+        rewards = np.take(self._flat_rewards, walk)
+        walk_flags = np.take(self._flat_flags, walk)
         steps = np.zeros(len(env), dtype=np.int64)
         ret = np.zeros(len(env), dtype=np.float32)
         discount = np.ones(len(env), dtype=np.float32)
@@ -248,10 +269,13 @@ class ReplayBuffer:
             running &= (walk_flags[:, j] & (TERMINAL | TRUNCATED)) == 0
         return steps, ret, discount
 
-    def _assemble(self, index, env, pos, steps, ret, discount, back) -> Batch:
+    def _assemble(self, env, pos, start, steps, ret, discount, back) -> Batch:
         # (B, stack + n_step, H, W): entries p-(stack-1) .. p+n_step, the one big gather.
         # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are zeros.
-        pad = self._window_offsets < -back[:, None]
+        index = (pos[:, None] + self._window_offsets) % self.ring_size
+        if self.num_envs > 1:
+            index += (env * self.ring_size)[:, None]
+        pad = self._window_offsets + back[:, None] < 0  # back is uint8: add, never negate
         if isinstance(self._flat_frames, np.ndarray):
             window = np.take(self._flat_frames, index, axis=0)
         else:  # frames on a torch device: gather there; obs and next_obs come back as tensors
@@ -268,7 +292,7 @@ class ReplayBuffer:
             next_obs = window[rows, steps[:, None] + np.arange(self.stack)]
         return Batch(
             obs=obs,
-            actions=self.actions[env, pos].astype(np.int64),
+            actions=np.take(self._flat_actions, start).astype(np.int64),
             rewards=ret,
             discounts=discount,
             next_obs=next_obs,
@@ -309,7 +333,7 @@ class ReplayBuffer:
                     files[fname] = _save_npy(directory / fname, part)
                 chunks[fname] = {"version": version, "crc32": files[fname]}
         manifest = {
-            "format": 1,
+            "format": SAVE_FORMAT,
             "capacity": self.capacity,
             "num_envs": self.num_envs,
             "ring_size": self.ring_size,
@@ -328,6 +352,8 @@ class ReplayBuffer:
         """Restore contents saved by `save`; any missing, truncated or altered file is refused."""
         directory = Path(directory)
         manifest = _read_manifest(directory)
+        if manifest.get("format") not in (1, SAVE_FORMAT):
+            raise ReplayError(f"replay in {directory} has format {manifest.get('format')}; this version reads 1 and {SAVE_FORMAT}")
         expected = {
             "num_envs": self.num_envs,
             "ring_size": self.ring_size,
@@ -352,6 +378,8 @@ class ReplayBuffer:
         self.count[:] = state["count"]
         self.game_starts[:] = state["game_starts"]
         self.rng.bit_generator.state = state["rng"]
+        if manifest["format"] == 1:
+            self.derive_back_bits()
 
 
 def _to_tensor(array: np.ndarray, device):
