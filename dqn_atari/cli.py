@@ -307,7 +307,7 @@ def _cmd_plot(args) -> int:
     except ResultsError as err:
         raise UserError(str(err)) from None
     for g in groups:
-        print(f"{g.game}: {g.name} ({len(g.runs)} runs)")
+        print(f"{g.game}: {g.name} ({len(g.runs)} run{'s' if len(g.runs) != 1 else ''})")
     print(f"wrote {out}")
     return 0
 

@@ -126,6 +126,7 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter, MaxNLocator
 
     groups = group_runs(find_runs(paths))
     games = sorted({g.game for g in groups})
@@ -146,6 +147,9 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
                 ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_title(game)
         ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
+        if x == "frames":  # 250k, 1.5M: short tick labels that never run into each other
+            ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+            ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
         ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
