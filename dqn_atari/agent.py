@@ -31,6 +31,7 @@ class DQNAgent:
         frame_stack: int = 4,
         frame_size: int = 84,
         hidden_size: int = 512,
+        dueling: bool = False,
         channels_last: bool = False,
         loss: str = "huber",
         double_dqn: bool = False,
@@ -51,8 +52,9 @@ class DQNAgent:
         self.target_update_period, self.tau, self.max_grad_norm = target_update_period, tau, max_grad_norm
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        self.online = QNetwork(num_actions, frame_stack, frame_size, hidden_size).to(self.device, memory_format=self.memory_format)
-        self.target = QNetwork(num_actions, frame_stack, frame_size, hidden_size).to(self.device, memory_format=self.memory_format)
+        network_shape = (num_actions, frame_stack, frame_size, hidden_size, dueling)
+        self.online = QNetwork(*network_shape).to(self.device, memory_format=self.memory_format)
+        self.target = QNetwork(*network_shape).to(self.device, memory_format=self.memory_format)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.optimizer = make_optimizer(self.online.parameters(), optimizer, lr, eps, rmsprop_alpha, rmsprop_centered)
@@ -148,6 +150,7 @@ def agent_from_config(cfg, num_actions: int, device: torch.device) -> DQNAgent:
         frame_stack=cfg.env.frame_stack,
         frame_size=cfg.env.frame_size,
         hidden_size=cfg.network.hidden_size,
+        dueling=cfg.network.dueling,
         channels_last=cfg.network.channels_last,
         loss=cfg.agent.loss,
         double_dqn=cfg.agent.double_dqn,

@@ -34,6 +34,7 @@ STRUCTURAL_KEYS = (
     "env.frame_stack",
     "env.frame_size",
     "network.hidden_size",
+    "network.dueling",
     "replay.capacity",
     "replay.n_step",
 )
@@ -99,6 +100,25 @@ class Checkpointer:
         _fsync_dir(self.root)
         for old in self.list()[self.keep_last :]:
             shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def save_snapshot(self, frames: int, weights: dict, state: dict) -> Path:
+        """`snapshots/model-<frames>/`: the online network's weights and a state.json (config,
+        counters, the evaluation taken there), a few MB, never the replay. `dqn-atari evaluate`
+        reads it like a checkpoint, so any point of a learning curve can be re-evaluated."""
+        root = self.root.parent / "snapshots"
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"model-{frames:012d}"
+        tmp = root / f".tmp-{final.name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": {"online": weights}}, f))}
+        write_synced(tmp / "state.json", lambda f: f.write(json.dumps(dict(state, files=files)).encode()))
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
         return final
 
     def load(self, path: Path, replay: ReplayBuffer, device: torch.device, config: dict) -> tuple[dict, dict, dict]:

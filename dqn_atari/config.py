@@ -45,6 +45,8 @@ class EnvConfig:
 @dataclass
 class NetworkConfig:
     hidden_size: int = 512
+    # Dueling head (Wang et al. 2016): Q = V + A - mean(A), two streams of hidden_size units.
+    dueling: bool = False
     # NHWC convolutions are faster on CUDA with cuDNN; on CPU the default layout is faster.
     channels_last: bool = False
 
@@ -103,6 +105,9 @@ class EvalConfig:
     # Nature's evaluation cap: 5 minutes of play at 60 Hz = 18,000 frames.
     max_episode_frames: int = 18_000
     protocol: Literal["nature", "machado"] = "nature"
+    # Stop training once an in-training evaluation's mean reaches this score (e.g. 18 for a
+    # solved Pong); null trains to train.total_frames.
+    stop_at_return: Optional[float] = None
 
 
 @dataclass

@@ -158,8 +158,11 @@ def load_policy(checkpoint: Path, device: torch.device):
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
     cfg = state["config"]
-    num_actions = weights["head.2.weight"].shape[0]
-    network = QNetwork(num_actions, cfg["env"]["frame_stack"], cfg["env"]["frame_size"], cfg["network"]["hidden_size"])
+    dueling = bool(cfg["network"].get("dueling", False))
+    num_actions = weights["head.advantage.2.weight" if dueling else "head.2.weight"].shape[0]
+    network = QNetwork(
+        num_actions, cfg["env"]["frame_stack"], cfg["env"]["frame_size"], cfg["network"]["hidden_size"], dueling
+    )
     network.load_state_dict(weights)
     return network.to(device).eval(), cfg, state
 
@@ -196,9 +199,9 @@ def evaluate_checkpoint(
     probe = make_env(game, frame_stack=cfg["env"]["frame_stack"], frame_size=cfg["env"]["frame_size"])
     num_actions, action_names = probe.action_space.n, probe.unwrapped.get_action_meanings()
     probe.close()
-    if num_actions != network.head[-1].out_features:
+    if num_actions != network.num_actions:
         raise EvaluationError(
-            f"checkpoint {checkpoint} is a {network.head[-1].out_features}-action network "
+            f"checkpoint {checkpoint} is a {network.num_actions}-action network "
             f"({cfg['env']['game']}) but {game} has {num_actions} actions"
         )
     out = Path(out) if out else checkpoint.parent.parent / f"eval-{checkpoint.name.split('-')[1]}"

@@ -1,9 +1,29 @@
-"""The Nature DQN Q-network (Mnih et al. 2015, Methods: "Model architecture")."""
+"""The Nature DQN Q-network (Mnih et al. 2015, Methods: "Model architecture"), with the dueling
+head of Wang et al. 2016 as an option."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+class DuelingHead(nn.Module):
+    """Q(s, a) = V(s) + A(s, a) - mean_a' A(s, a') (Wang et al. 2016, eq. 9).
+
+    Two streams of the Nature head's size (a hidden layer each, as in the paper's Atari network);
+    subtracting the mean advantage makes V and A identifiable without changing the greedy action.
+    """
+
+    def __init__(self, in_features: int, hidden_size: int, num_actions: int):
+        super().__init__()
+        self.value = nn.Sequential(nn.Linear(in_features, hidden_size), nn.ReLU(), nn.Linear(hidden_size, 1))
+        self.advantage = nn.Sequential(
+            nn.Linear(in_features, hidden_size), nn.ReLU(), nn.Linear(hidden_size, num_actions)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage(features)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
 
 
 class QNetwork(nn.Module):
@@ -14,8 +34,16 @@ class QNetwork(nn.Module):
     only here, on the network's device: 4x less memory and host-to-device traffic.
     """
 
-    def __init__(self, num_actions: int, frame_stack: int = 4, frame_size: int = 84, hidden_size: int = 512):
+    def __init__(
+        self,
+        num_actions: int,
+        frame_stack: int = 4,
+        frame_size: int = 84,
+        hidden_size: int = 512,
+        dueling: bool = False,
+    ):
         super().__init__()
+        self.num_actions = num_actions
         self.features = nn.Sequential(
             nn.Conv2d(frame_stack, 32, kernel_size=8, stride=4),
             nn.ReLU(),
@@ -27,7 +55,10 @@ class QNetwork(nn.Module):
         )
         with torch.no_grad():
             flat = self.features(torch.zeros(1, frame_stack, frame_size, frame_size)).shape[1]
-        self.head = nn.Sequential(nn.Linear(flat, hidden_size), nn.ReLU(), nn.Linear(hidden_size, num_actions))
+        if dueling:
+            self.head: nn.Module = DuelingHead(flat, hidden_size, num_actions)
+        else:
+            self.head = nn.Sequential(nn.Linear(flat, hidden_size), nn.ReLU(), nn.Linear(hidden_size, num_actions))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.float().mul_(1.0 / 255.0)

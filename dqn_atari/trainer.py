@@ -106,6 +106,8 @@ class Trainer:
         self.checkpointer = Checkpointer(self.run_dir, cfg.checkpoint.keep_last)
         self.stop_signal: int | None = None  # set by a signal handler; the loop checkpoints and stops
         self.checkpointed_frames = -1
+        # Frames at which an evaluation reached cfg.eval.stop_at_return; the run is then done.
+        self.target_reached_at_frames: int | None = None
 
     @property
     def frames_per_step(self) -> int:
@@ -133,7 +135,7 @@ class Trainer:
         self._interval.restart(self.steps, self.agent.updates)
         logged_at = self.steps
         try:
-            while self.frames < cfg.train.total_frames:
+            while self.frames < cfg.train.total_frames and self.target_reached_at_frames is None:
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
                 step = self.envs.step(actions)
@@ -236,6 +238,20 @@ class Trainer:
         scores = [r.score for r in results]
         summary = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores))}
         self.logger.log(self.frames, self.steps, summary)
+        evaluation = {"games": len(scores), "epsilon": e.epsilon, "protocol": e.protocol, "scores": scores}
+        self.checkpointer.save_snapshot(
+            self.frames,
+            self.agent.online.state_dict(),
+            {"frames": self.frames, "steps": self.steps, "evaluation": evaluation, "config": to_dict(self.cfg)},
+        )
+        print(
+            f"evaluation at {self.frames:,} frames: mean {summary['eval/return_mean']:.1f} "
+            f"(std {summary['eval/return_std']:.1f}) over {len(scores)} games, epsilon {e.epsilon}",
+            flush=True,
+        )
+        if e.stop_at_return is not None and summary["eval/return_mean"] >= e.stop_at_return:
+            self.target_reached_at_frames = self.frames
+            print(f"evaluation mean reached eval.stop_at_return={e.stop_at_return}: training stops", flush=True)
         return summary
 
     # ------------------------------------------------------------------ checkpoints
@@ -255,6 +271,7 @@ class Trainer:
             "python_rng": [numpy_list(x) for x in random.getstate()],
             "numpy_rng": [numpy_list(x) for x in numpy_rng],
             "agent_rng": self.agent.rng.bit_generator.state,
+            "target_reached_at_frames": self.target_reached_at_frames,
             "config": to_dict(self.cfg),
         }
         envs = self.envs.state()
@@ -280,6 +297,7 @@ class Trainer:
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
         self.agent.rng.bit_generator.state = state["agent_rng"]
         self.frames, self.steps, self.games = state["frames"], state["steps"], state["games"]
+        self.target_reached_at_frames = state.get("target_reached_at_frames")
         self.checkpointed_frames = self.frames
         self.recent_scores.extend(state["recent_scores"])
         if self.envs.can_save_emulators:
