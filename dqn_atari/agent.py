@@ -7,20 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from dqn_atari.networks import QNetwork
+from dqn_atari.optimizers import make_optimizer
 
 
 def linear_epsilon(frames: int, start: float, end: float, decay_frames: int) -> float:
     """Epsilon annealed linearly from `start` to `end` over the first `decay_frames` frames."""
     fraction = min(frames / decay_frames, 1.0)
     return start + fraction * (end - start)
-
-
-def make_optimizer(params, name: str, lr: float, eps: float, rmsprop_alpha: float, rmsprop_centered: bool):
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps)
-    # DeepMind's RMSProp (Graves 2013) puts eps inside the square root, torch's outside it;
-    # with eps=0.01 the two differ only while the gradient variance is below ~1e-4.
-    return torch.optim.RMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=eps, centered=rmsprop_centered)
 
 
 class DQNAgent:
@@ -35,21 +28,21 @@ class DQNAgent:
         channels_last: bool = False,
         loss: str = "huber",
         double_dqn: bool = False,
-        target_update_period: int = 10_000,
+        target_update_period_updates: int = 2_500,
         tau: float = 1.0,
-        optimizer: str = "rmsprop",
+        optimizer: str = "deepmind_rmsprop",
         lr: float = 2.5e-4,
-        eps: float = 0.01,
+        eps: float = 0.01 / 32**2,
         rmsprop_alpha: float = 0.95,
         rmsprop_centered: bool = True,
         max_grad_norm: float | None = None,
         device: str | torch.device = "cpu",
-        seed: int = 0,
+        seed: int | np.random.SeedSequence = 0,
     ):
         self.num_actions = num_actions
         self.device = torch.device(device)
         self.loss_name, self.double_dqn = loss, double_dqn
-        self.target_update_period, self.tau, self.max_grad_norm = target_update_period, tau, max_grad_norm
+        self.target_update_period_updates, self.tau, self.max_grad_norm = target_update_period_updates, tau, max_grad_norm
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         network_shape = (num_actions, frame_stack, frame_size, hidden_size, dueling)
@@ -116,7 +109,7 @@ class DQNAgent:
         self.updates += 1
         if self.tau < 1.0:
             self.soft_update()
-        elif self.updates % self.target_update_period == 0:
+        elif self.updates % self.target_update_period_updates == 0:
             self.sync_target()
         return {"loss": loss.detach(), "q_mean": q_taken.detach().mean()}
 
@@ -144,7 +137,8 @@ class DQNAgent:
         self.updates = int(state["updates"])
 
 
-def agent_from_config(cfg, num_actions: int, device: torch.device) -> DQNAgent:
+def agent_from_config(cfg, num_actions: int, device: torch.device, seed: int | np.random.SeedSequence) -> DQNAgent:
+    """`seed` seeds the exploration stream (the trainer gives it its own SeedSequence child)."""
     return DQNAgent(
         num_actions,
         frame_stack=cfg.env.frame_stack,
@@ -154,7 +148,8 @@ def agent_from_config(cfg, num_actions: int, device: torch.device) -> DQNAgent:
         channels_last=cfg.network.channels_last,
         loss=cfg.agent.loss,
         double_dqn=cfg.agent.double_dqn,
-        target_update_period=cfg.agent.target_update_period,
+        # The agent counts updates; the config counts agent steps, as the published code does.
+        target_update_period_updates=max(1, cfg.agent.target_update_period_steps // cfg.train.train_frequency_steps),
         tau=cfg.agent.tau,
         optimizer=cfg.optimizer.name,
         lr=cfg.optimizer.lr,
@@ -163,5 +158,5 @@ def agent_from_config(cfg, num_actions: int, device: torch.device) -> DQNAgent:
         rmsprop_centered=cfg.optimizer.rmsprop_centered,
         max_grad_norm=cfg.optimizer.max_grad_norm,
         device=device,
-        seed=cfg.seed,
+        seed=seed,
     )

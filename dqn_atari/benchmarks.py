@@ -184,7 +184,7 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     rewards = torch.randn(b, device=device)
     discounts = torch.full((b,), 0.99, device=device)
 
-    agent = DQNAgent(n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period=250, device=device)
+    agent = DQNAgent(n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period_updates=250, device=device)
 
     online = QNetwork(n_actions).to(device)
     target = QNetwork(n_actions).to(device)

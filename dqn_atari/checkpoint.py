@@ -33,6 +33,8 @@ STRUCTURAL_KEYS = (
     "env.backend",
     "env.frame_stack",
     "env.frame_size",
+    "env.frame_stack_padding",
+    "env.frame_stack_restart_on_life_loss",
     "network.hidden_size",
     "network.dueling",
     "replay.capacity",

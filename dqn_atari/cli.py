@@ -48,13 +48,24 @@ def _parser() -> argparse.ArgumentParser:
     def evaluation_options(parser, episodes: int, video_default: bool):
         parser.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its newest checkpoint) or a checkpoint directory")
         parser.add_argument("--episodes", type=int, default=episodes, help=f"full games to play (default {episodes})")
-        parser.add_argument("--epsilon", type=float, default=0.05, help="exploration during evaluation (Nature: 0.05)")
+        if video_default:
+            parser.add_argument("--epsilon", type=float, default=0.05, help="exploration while playing (Nature: 0.05)")
+        else:
+            parser.add_argument(
+                "--epsilon", type=float, nargs="+", default=[0.05],
+                help="exploration during evaluation (Nature: 0.05); several values evaluate each in turn, "
+                "e.g. --epsilon 0.05 0.01 0.001",
+            )
         parser.add_argument("--protocol", choices=["nature", "machado"], default="nature",
                             help="nature: 30 no-ops max, 18,000-frame cap; machado: sticky actions 0.25, 108,000-frame cap")
         parser.add_argument("--max-episode-frames", type=int, default=None, help="override the protocol's frame cap")
         parser.add_argument("--game", default=None, help="play another game than the run's (same action count)")
         parser.add_argument("--seed", type=int, default=0, help="game i is seeded with seed + i")
-        parser.add_argument("--out", default=None, help="output directory (default: RUN_DIR/eval-<frames>/)")
+        parser.add_argument(
+            "--out", default=None,
+            help="output directory (default: RUN_DIR/eval-<frames>-<protocol>-eps<epsilon>/, or RUN_DIR/record-<frames>/; "
+            "with several epsilons, OUT/eps<epsilon>/)",
+        )
         if not video_default:
             parser.add_argument("--video", action="store_true", help="record MP4s (by default the best and worst game)")
         parser.add_argument("--keep", choices=["best-worst", "all"], default="best-worst", help="which games' videos to keep")
@@ -67,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "evaluate",
         help="score a checkpoint under a published protocol (and record videos)",
         description="Play full games (all lives) under the Nature or Machado protocol and write report.json: "
-        "per-game raw scores, lengths and caps, mean/median/std/min/max, a 95%% bootstrap interval of the "
+        "per-game raw scores, lengths and caps, mean/median/std/min/max, a 95% bootstrap interval of the "
         "mean and the human-normalised score.",
     )
     evaluation_options(e, episodes=30, video_default=False)
@@ -235,32 +246,42 @@ def _new_run_dir(cfg) -> Path:
 def _cmd_evaluate(args) -> int:
     from dqn_atari.evaluation import EvaluationError, evaluate_checkpoint, format_report
 
+    recording = args.command == "record"
+    epsilons = [args.epsilon] if recording else args.epsilon
     if args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
-    if not 0 <= args.epsilon <= 1:
-        raise UserError(f"--epsilon must be in [0, 1], got {args.epsilon}")
+    for epsilon in epsilons:
+        if not 0 <= epsilon <= 1:
+            raise UserError(f"--epsilon must be in [0, 1], got {epsilon}")
+    if len(set(epsilons)) != len(epsilons):
+        raise UserError(f"--epsilon lists a value twice: {' '.join(map(str, epsilons))}")
     if args.scale < 1:
         raise UserError(f"--scale must be a positive integer, got {args.scale}")
-    try:
-        report = evaluate_checkpoint(
-            args.target,
-            episodes=args.episodes,
-            epsilon=args.epsilon,
-            protocol=args.protocol,
-            game=args.game,
-            seed=args.seed,
-            max_episode_frames=args.max_episode_frames,
-            out=args.out,
-            video=getattr(args, "video", True),
-            video_scale=args.scale,
-            panel=args.panel,
-            gif_seconds=args.gif_seconds,
-            keep_videos=args.keep,
-            device=args.device,
-        )
-    except EvaluationError as err:
-        raise UserError(str(err)) from None
-    print(format_report(report))
+    for epsilon in epsilons:
+        out = args.out
+        if out is not None and len(epsilons) > 1:
+            out = str(Path(out) / f"eps{epsilon:g}")
+        try:
+            report = evaluate_checkpoint(
+                args.target,
+                episodes=args.episodes,
+                epsilon=epsilon,
+                protocol=args.protocol,
+                game=args.game,
+                seed=args.seed,
+                max_episode_frames=args.max_episode_frames,
+                out=out,
+                video=getattr(args, "video", True),
+                video_scale=args.scale,
+                panel=args.panel,
+                gif_seconds=args.gif_seconds,
+                keep_videos=args.keep,
+                device=args.device,
+                kind="record" if recording else "evaluate",
+            )
+        except EvaluationError as err:
+            raise UserError(str(err)) from None
+        print(format_report(report))
     return 0
 
 

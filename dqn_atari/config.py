@@ -40,6 +40,15 @@ class EnvConfig:
     max_episode_frames: int = 108_000
     frame_size: int = 84
     frame_stack: int = 4
+    # What fills a new stack's older slots: zeros (DeepMind's code, Dopamine, DQN Zoo) or the first
+    # frame repeated (Baselines, CleanRL). The replay rebuilds stacks the same way.
+    frame_stack_padding: Literal["zeros", "first_frame"] = "zeros"
+    # A life loss starts a new frame stack, as if a new game began (Baselines, CleanRL: their
+    # EpisodicLifeEnv resets the wrappers above it). Needs terminal_on_life_loss.
+    frame_stack_restart_on_life_loss: bool = False
+    # After each life loss, play NOOP, FIRE, action 2 unseen (Baselines/CleanRL's FireResetEnv
+    # sits above EpisodicLifeEnv), so the ball is served for the agent. Needs the restart above.
+    fire_on_life_loss: bool = False
 
 
 @dataclass
@@ -62,9 +71,11 @@ class ReplayConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: Literal["adam", "rmsprop"] = "rmsprop"
+    # adam; rmsprop (torch's: eps outside the square root); deepmind_rmsprop (the Nature DQN's:
+    # centred, eps inside the square root; see dqn_atari/optimizers.py)
+    name: Literal["adam", "rmsprop", "deepmind_rmsprop"] = "deepmind_rmsprop"
     lr: float = 2.5e-4
-    eps: float = 0.01
+    eps: float = 0.01 / 32**2
     rmsprop_alpha: float = 0.95
     rmsprop_centered: bool = True
     # None turns gradient-norm clipping off.
@@ -76,18 +87,21 @@ class AgentConfig:
     gamma: float = 0.99
     loss: Literal["huber", "mse"] = "huber"
     double_dqn: bool = False
-    # Hard sync every `target_update_period` updates (Nature: 10,000); with tau < 1 the target
-    # is instead moved softly by tau at every update.
-    target_update_period: int = 10_000
+    # Hard sync every `target_update_period_steps` agent steps (DeepMind's code, Dopamine and
+    # DQN Zoo: 10,000; CleanRL: 1,000), i.e. every period / train.train_frequency_steps updates;
+    # with tau < 1 the target is instead moved softly by tau at every update.
+    target_update_period_steps: int = 10_000
     tau: float = 1.0
     epsilon_start: float = 1.0
     epsilon_end: float = 0.1
-    epsilon_decay_frames: int = 1_000_000
+    # Nature's "final exploration frame 1,000,000" is 1M agent steps in DeepMind's code = 4M frames.
+    epsilon_decay_frames: int = 4_000_000
 
 
 @dataclass
 class TrainConfig:
-    total_frames: int = 50_000_000
+    # Nature: 50M agent steps = 200M frames ("38 days of game experience").
+    total_frames: int = 200_000_000
     learning_starts_steps: int = 50_000
     # One update every `train_frequency_steps` agent steps, whatever the number of envs.
     train_frequency_steps: int = 4
@@ -158,7 +172,7 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("optimizer.rmsprop_alpha", lambda v: 0 <= v < 1, "a number in [0, 1)"),
     ("optimizer.max_grad_norm", lambda v: v is None or v > 0, "a positive number or null"),
     ("agent.gamma", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
-    ("agent.target_update_period", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.target_update_period_steps", lambda v: v >= 1, "an integer >= 1"),
     ("agent.tau", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("agent.epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
@@ -189,7 +203,16 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     return keys
 
 
+# Keys that changed meaning as well as name: the message says how to convert an old value.
+_RENAMED = {
+    "agent.target_update_period": "agent.target_update_period_steps, in agent steps "
+    "(old value x train.train_frequency_steps)",
+}
+
+
 def _unknown_key(key: str) -> ConfigError:
+    if key in _RENAMED:
+        return ConfigError(f"config key '{key}' was renamed: use {_RENAMED[key]}")
     close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
     if not close:  # a typo in the last part only: compare leaf names too
         leaf = key.rsplit(".", 1)[-1]
@@ -273,6 +296,37 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"config key 'agent.epsilon_end' ({cfg.agent.epsilon_end}) must not exceed "
             f"'agent.epsilon_start' ({cfg.agent.epsilon_start})"
+        )
+    env = cfg.env
+    if env.frame_stack_restart_on_life_loss and not env.terminal_on_life_loss:
+        raise ConfigError(
+            "config key 'env.frame_stack_restart_on_life_loss' needs env.terminal_on_life_loss=true: "
+            "a restarted stack cannot be bootstrapped from"
+        )
+    if env.fire_on_life_loss and not env.frame_stack_restart_on_life_loss:
+        raise ConfigError(
+            "config key 'env.fire_on_life_loss' needs env.frame_stack_restart_on_life_loss=true "
+            "(Baselines and CleanRL press FIRE inside the reset that restarts the stack)"
+        )
+    if env.backend == "ale_vector" and (
+        env.frame_stack_padding != "zeros" or env.frame_stack_restart_on_life_loss or env.fire_on_life_loss
+    ):
+        raise ConfigError(
+            "env.backend=ale_vector supports DeepMind's stacks only (zeros padding, no restart or FIRE at life "
+            "loss); use env.backend=gymnasium for the Baselines/CleanRL conventions"
+        )
+    t = cfg.train
+    if cfg.agent.tau == 1.0 and cfg.agent.target_update_period_steps % t.train_frequency_steps:
+        raise ConfigError(
+            f"config key 'agent.target_update_period_steps' ({cfg.agent.target_update_period_steps}) must be a "
+            f"multiple of 'train.train_frequency_steps' ({t.train_frequency_steps}): the target syncs after an update"
+        )
+    fewest_starts = max(t.batch_size, cfg.env.num_envs * (cfg.replay.n_step + 1))
+    if t.learning_starts_steps < fewest_starts:
+        raise ConfigError(
+            f"config key 'train.learning_starts_steps' ({t.learning_starts_steps}) must be at least {fewest_starts}: "
+            f"the first update samples a batch of {t.batch_size} from {cfg.env.num_envs} env(s) with "
+            f"{cfg.replay.n_step}-step returns"
         )
     if not (cfg.train.device in ("auto", "cpu", "cuda") or cfg.train.device.startswith("cuda:")):
         raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")

@@ -9,6 +9,7 @@ changes nothing in the training run.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from dqn_atari.config import EnvConfig
 from dqn_atari.envs import make_env
 
 PROTOCOLS = {
@@ -26,6 +28,24 @@ PROTOCOLS = {
     "machado": {"protocol": "machado", "max_episode_frames": 108_000, "noop_max": 30},
 }
 REFERENCE_SOURCE = "google-deepmind/dqn_zoo dqn_zoo/atari_data.py (random; professional human tester)"
+
+
+# The env settings that shape what the network sees: evaluation plays with the training run's.
+OBSERVATION_KEYS = (
+    "frame_skip",
+    "frame_size",
+    "frame_stack",
+    "frame_stack_padding",
+    "frame_stack_restart_on_life_loss",
+    "fire_on_life_loss",
+)
+
+
+def observation_settings(env_config: dict) -> dict:
+    """The run's observation settings from its config's `env` section (defaults for keys that
+    older runs lack)."""
+    defaults = dataclasses.asdict(EnvConfig())
+    return {key: env_config.get(key, defaults[key]) for key in OBSERVATION_KEYS}
 
 
 class EvaluationError(RuntimeError):
@@ -50,20 +70,19 @@ def play_episodes(
     protocol: str = "nature",
     max_episode_frames: int | None = None,
     seed: int = 0,
-    frame_skip: int = 4,
-    frame_size: int = 84,
-    frame_stack: int = 4,
+    observation: dict | None = None,
     recorder_for: Callable | None = None,
 ) -> list[EpisodeResult]:
     """Play `episodes` full games, epsilon-greedy on `q_values(obs_batch) -> (B, A)`; game i is
-    seeded with seed + i, so results are reproducible.
+    seeded with seed + i, so results are reproducible. `observation` (see
+    `observation_settings`) makes the stacks what the network saw in training.
 
     `recorder_for(i)` may return an object with add(rgb, stack, q, action) and close(): it then
     sees the emulator's colour screen before each action and the final screen."""
     settings = dict(PROTOCOLS[protocol])
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
-    env = make_env(game, frame_skip=frame_skip, frame_size=frame_size, frame_stack=frame_stack, **settings)
+    env = make_env(game, **(observation or {}), **settings)
     rng = np.random.Generator(np.random.PCG64(seed))
     results = []
     try:
@@ -183,8 +202,14 @@ def evaluate_checkpoint(
     gif_seconds: float = 0.0,
     keep_videos: str = "best-worst",
     device: str = "cpu",
+    kind: str = "evaluate",
 ) -> dict:
-    """Play, score and (optionally) film a checkpoint; writes report.json (and videos) to `out`."""
+    """Play, score and (optionally) film a checkpoint; writes report.json (and videos) to `out`.
+
+    `kind` is "evaluate" (a score) or "record" (a film, which `summarize` never takes for a
+    score). By default each gets its own directory beside the checkpoints, named by what it
+    measured, so no report ever replaces one of other settings:
+    eval-<frames>-<protocol>-eps<epsilon>/ and record-<frames>/."""
     from dqn_atari.envs.games import resolve_game
     from dqn_atari.video import EpisodeVideo, write_gif
 
@@ -204,7 +229,9 @@ def evaluate_checkpoint(
             f"checkpoint {checkpoint} is a {network.num_actions}-action network "
             f"({cfg['env']['game']}) but {game} has {num_actions} actions"
         )
-    out = Path(out) if out else checkpoint.parent.parent / f"eval-{checkpoint.name.split('-')[1]}"
+    frames_text = checkpoint.name.split("-")[1]
+    default_name = f"eval-{frames_text}-{protocol}-eps{epsilon:g}" if kind == "evaluate" else f"record-{frames_text}"
+    out = Path(out) if out else checkpoint.parent.parent / default_name
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / ".write-test").touch()
@@ -230,9 +257,7 @@ def evaluate_checkpoint(
         protocol=protocol,
         max_episode_frames=max_episode_frames,
         seed=seed,
-        frame_skip=cfg["env"]["frame_skip"],
-        frame_size=cfg["env"]["frame_size"],
-        frame_stack=cfg["env"]["frame_stack"],
+        observation=observation_settings(cfg["env"]),
         recorder_for=recorder_for if video else None,
     )
     summary = summarize_scores(results)
@@ -241,6 +266,7 @@ def evaluate_checkpoint(
         settings["max_episode_frames"] = max_episode_frames
     ref = reference_scores().get(game)
     report = {
+        "kind": kind,
         "game": game,
         "protocol": settings,
         "checkpoint": {"path": str(checkpoint), "frames": state["frames"], "steps": state["steps"]},
@@ -256,7 +282,9 @@ def evaluate_checkpoint(
         "videos": _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif) if video else [],
         "config": cfg,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    partial = out / ".report.json.tmp"  # never a half-written report under the final name
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(out / "report.json")
     return report
 
 

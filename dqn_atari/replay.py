@@ -13,8 +13,11 @@ the stack the agent acted on, the action, the clipped learning reward, and flag 
              derived from `first` when p is written, so sampling reads one byte instead of
              searching the stack's flags
 
-Rebuilding: the stack for p is frames p-3..p, with zeros for slots before the game's first
-frame, exactly as the acting frame stack pads. A sample is valid only if every entry it
+A "game" here is what the acting frame stack treats as one: a whole game, or one life when a
+life loss restarts the stack (env.frame_stack_restart_on_life_loss).
+
+Rebuilding: the stack for p is frames p-3..p; slots before the game's first frame hold zeros or
+that first frame repeated (`padding`), exactly as the acting frame stack pads. A sample is valid only if every entry it
 reads is still in the ring (never an overwritten frame, never across the write cursor).
 """
 
@@ -75,11 +78,13 @@ class ReplayBuffer:
         stack: int = 4,
         n_step: int = 1,
         gamma: float = 0.99,
-        seed: int = 0,
+        seed: int | np.random.SeedSequence = 0,
         check_memory: bool = True,
         frames_device: str | None = None,
+        padding: str = "zeros",
     ):
-        """`frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
+        """`padding`: "zeros" or "first_frame", as the acting FrameStack's.
+        `frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
         big gather never leaves the device; the small per-entry arrays stay in host memory."""
         if not 1 <= stack <= 16:
             raise ReplayError(f"frame stack of {stack} is not supported: the replay stores 1 to 16 frames per stack")
@@ -91,6 +96,9 @@ class ReplayBuffer:
             )
         self.capacity = self.ring_size * num_envs
         self.num_envs, self.stack, self.n_step, self.gamma = num_envs, stack, n_step, gamma
+        if padding not in ("zeros", "first_frame"):
+            raise ReplayError(f"replay padding must be zeros or first_frame, got {padding!r}")
+        self.pad_with_first_frame = padding == "first_frame"
         self.frame_shape = tuple(frame_shape)
 
         shape = (num_envs, self.ring_size)
@@ -144,14 +152,15 @@ class ReplayBuffer:
         rewards: np.ndarray,
         terminal: np.ndarray,
         truncated: np.ndarray,
-        game_over: np.ndarray,
+        stack_ends: np.ndarray,
         next_obs: np.ndarray,
     ) -> None:
         """One step of all envs: obs (N, stack, H, W) the stacks acted on, next_obs the stacks
-        that followed. `terminal` is the learning terminal, `game_over` ends the game (game over
-        or truncation): only then is next_obs's newest frame stored, as a `last` entry."""
+        that followed. `terminal` is the learning terminal; `stack_ends` ends the game as the
+        frame stack sees it (game over, truncation, or a life loss that restarts the stack): only
+        then is next_obs's newest frame stored, as a `last` entry."""
         self._write(self._envs, obs[:, -1], actions, rewards, terminal, truncated, self.game_starts, False)
-        self.game_starts = np.asarray(game_over, dtype=bool).copy()
+        self.game_starts = np.asarray(stack_ends, dtype=bool).copy()
         if self.game_starts.any():
             ended = np.flatnonzero(self.game_starts)
             zeros = np.zeros(len(ended))
@@ -262,6 +271,9 @@ class ReplayBuffer:
         discount = np.ones(len(env), dtype=np.float32)
         running = np.ones(len(env), dtype=bool)
         for j in range(self.n_step):
+            # A `last` entry took no action: bootstrap from it. (A game's last entry normally
+            # follows a terminal or truncation; after an abrupt end it follows nothing.)
+            running &= (walk_flags[:, j] & LAST) == 0
             ret += np.where(running, discount * rewards[:, j], np.float32(0))
             steps += running
             ended = (walk_flags[:, j] & TERMINAL) != 0
@@ -271,18 +283,22 @@ class ReplayBuffer:
 
     def _assemble(self, env, pos, start, steps, ret, discount, back) -> Batch:
         # (B, stack + n_step, H, W): entries p-(stack-1) .. p+n_step, the one big gather.
-        # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are zeros.
-        index = (pos[:, None] + self._window_offsets) % self.ring_size
+        # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are padding.
+        offsets, pad = self._window_offsets, None
+        if self.pad_with_first_frame:  # padding slots read the game's first frame itself
+            offsets = np.maximum(offsets, -back[:, None].astype(np.int64))
+        else:  # padding slots become zeros (back is uint8: add, never negate)
+            pad = self._window_offsets + back[:, None] < 0
+        index = (pos[:, None] + offsets) % self.ring_size
         if self.num_envs > 1:
             index += (env * self.ring_size)[:, None]
-        pad = self._window_offsets + back[:, None] < 0  # back is uint8: add, never negate
         if isinstance(self._flat_frames, np.ndarray):
             window = np.take(self._flat_frames, index, axis=0)
         else:  # frames on a torch device: gather there; obs and next_obs come back as tensors
             device = self._flat_frames.device
             window = self._flat_frames[_to_tensor(index, device)]
-            pad = _to_tensor(pad, device)
-        if pad.any():
+            pad = None if pad is None else _to_tensor(pad, device)
+        if pad is not None and pad.any():
             window[pad] = 0
         obs = window[:, : self.stack]
         if self.n_step == 1:  # every transition bootstraps from p+1: a view, no copy

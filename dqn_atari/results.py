@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dqn_atari.agent import linear_epsilon
 from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalized
 from dqn_atari.metrics import read_csv
 
@@ -161,18 +162,58 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
     return out, groups
 
 
-def final_score(run: Run) -> tuple[float, str]:
-    """A run's final score and where it came from: the newest `dqn-atari evaluate` report, else
-    the last evaluation during training, else the mean of the last 10 training games."""
-    reports = sorted(run.path.glob("eval-*/report.json"), key=lambda p: int(p.parent.name.split("-")[1]))
-    if reports:
-        return json.loads(reports[-1].read_text())["summary"]["mean"], "evaluate"
-    if run.metrics.get(TAGS["eval"]):
-        return run.metrics[TAGS["eval"]][-1][1], "eval during training"
-    games = [v for _, v in run.metrics.get(TAGS["train"], [])][-10:]
-    if games:
-        return float(np.mean(games)), "last 10 training games"
-    return float("nan"), "none"
+@dataclass
+class Score:
+    value: float
+    source: str  # where the number came from: file, games, epsilon, frames
+
+
+TRAINING_RETURN_GAMES = 10
+# Bootstrap intervals over fewer seeds than this are not shown: the seeds themselves are.
+FEWEST_SEEDS_FOR_AN_INTERVAL = 5
+
+
+def final_evaluation(run: Run) -> Score:
+    """The run's evaluation score, with its source. Preferred: a `dqn-atari evaluate` report
+    (eval-*/report.json, or an evaluation.json kept with committed results) of the newest
+    checkpoint, the most games, epsilon 0.05 (Nature) over others; never a recording. Else the
+    last evaluation during training (metrics.csv)."""
+    candidates = []
+    paths = [*run.path.glob("eval-*/report.json"), *run.path.glob("eval-*/*/report.json"), run.path / "evaluation.json"]
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+            if report.get("kind", "evaluate") != "evaluate":
+                continue
+            frames, games = int(report["checkpoint"]["frames"]), int(report["summary"]["episodes"])
+            epsilon, mean = float(report["protocol"]["epsilon"]), float(report["summary"]["mean"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # absent or damaged: not an evaluation to report
+        source = f"{path.relative_to(run.path)}: {games} games, epsilon {epsilon:g}, {frames:,} frames"
+        candidates.append(((frames, games, epsilon == 0.05), Score(mean, source)))
+    if candidates:
+        return max(candidates, key=lambda c: c[0])[1]
+    points = run.metrics.get(TAGS["eval"])
+    if points:
+        frames, value = points[-1]
+        games, epsilon = run.config["eval"]["episodes"], run.config["eval"]["epsilon"]
+        return Score(value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames")
+    return Score(float("nan"), "no evaluation")
+
+
+def training_return(run: Run, games: int = TRAINING_RETURN_GAMES) -> Score:
+    """Mean raw score of the last `games` training games, at the epsilon the agent then played
+    with: the metric of CleanRL's published Atari scores."""
+    points = run.metrics.get(TAGS["train"], [])[-games:]
+    if not points:
+        return Score(float("nan"), "no training games")
+    frames = points[-1][0]
+    a = run.config["agent"]
+    epsilon = linear_epsilon(frames, a["epsilon_start"], a["epsilon_end"], a["epsilon_decay_frames"])
+    return Score(
+        float(np.mean([v for _, v in points])),
+        f"metrics.csv: last {len(points)} training games to {frames:,} frames, epsilon {epsilon:g}",
+    )
 
 
 def summarize(paths, reps: int = 10_000) -> dict:
@@ -182,20 +223,26 @@ def summarize(paths, reps: int = 10_000) -> dict:
     groups = group_runs(find_runs(paths))
     rows = []
     for g in groups:
-        scores = [final_score(r) for r in g.runs]
-        values = np.array([s for s, _ in scores])
+        evaluations = [final_evaluation(r) for r in g.runs]
+        trainings = [training_return(r) for r in g.runs]
+        values = np.array([e.value for e in evaluations])
         low, high = bootstrap_ci(values)
-        hns = [human_normalized(g.game, s) for s in values]
+        hns = [human_normalized(g.game, v) for v in values]
         rows.append(
             {
                 "game": g.game,
                 "config": g.name,
                 "seeds": len(values),
+                # the evaluation score (a protocol's epsilon, full games)
                 "mean": float(values.mean()),
                 "ci95": [low, high],
                 "human_normalized": None if hns[0] is None else float(np.mean(hns)),
-                "source": sorted({src for _, src in scores}),
-                "per_seed": {int(r.seed): float(s) for r, (s, _) in zip(g.runs, scores)},
+                "per_seed": {int(r.seed): e.value for r, e in zip(g.runs, evaluations)},
+                "source": {int(r.seed): e.source for r, e in zip(g.runs, evaluations)},
+                # CleanRL's metric: training games at the final epsilon
+                "training_return_mean": float(np.mean([t.value for t in trainings])),
+                "training_return_per_seed": {int(r.seed): t.value for r, t in zip(g.runs, trainings)},
+                "training_return_source": {int(r.seed): t.source for r, t in zip(g.runs, trainings)},
             }
         )
     aggregates = {}
@@ -205,7 +252,7 @@ def summarize(paths, reps: int = 10_000) -> dict:
         if not mine or seeds == 0:
             continue
         # (runs, games) matrix of human-normalised scores; games with more seeds use their first
-        matrix = np.array([[human_normalized(g.game, final_score(r)[0]) for r in g.runs[:seeds]] for g, _ in mine]).T
+        matrix = np.array([[human_normalized(g.game, final_evaluation(r).value) for r in g.runs[:seeds]] for g, _ in mine]).T
         point, interval = rly.get_interval_estimates(
             {name: matrix}, lambda x: np.array([rlm.aggregate_median(x), rlm.aggregate_iqm(x)]), reps=reps
         )
@@ -222,14 +269,30 @@ def summarize(paths, reps: int = 10_000) -> dict:
 
 def summary_markdown(summary: dict) -> str:
     lines = [
-        "| game | config | seeds | final score (mean) | 95% CI | human-normalised |",
-        "|---|---|---|---|---|---|",
+        "| game | config | seeds | evaluation: mean | per seed | 95% CI over seeds | human-normalised "
+        f"| training return, last {TRAINING_RETURN_GAMES} games: mean | per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    sources = []
     for r in summary["rows"]:
         hn = "n/a" if r["human_normalized"] is None else f"{r['human_normalized']:.3f}"
-        lines.append(
-            f"| {r['game']} | {r['config']} | {r['seeds']} | {r['mean']:.2f} | [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | {hn} |"
+        ci = (
+            f"[{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+            if r["seeds"] >= FEWEST_SEEDS_FOR_AN_INTERVAL
+            else f"n/a (< {FEWEST_SEEDS_FOR_AN_INTERVAL} seeds)"
         )
+        per_seed = ", ".join(f"{v:.1f}" for v in r["per_seed"].values())
+        train_per_seed = ", ".join(f"{v:.1f}" for v in r["training_return_per_seed"].values())
+        lines.append(
+            f"| {r['game']} | {r['config']} | {r['seeds']} | {r['mean']:.2f} | {per_seed} | {ci} | {hn} "
+            f"| {r['training_return_mean']:.2f} | {train_per_seed} |"
+        )
+        for seed in r["source"]:
+            sources.append(
+                f"- {r['game']} {r['config']} seed {seed}: evaluation from {r['source'][seed]}; "
+                f"training return from {r['training_return_source'][seed]}"
+            )
+    lines += ["", "Sources:", *sources]
     for name, a in summary["aggregates"].items():
         lines.append("")
         lines.append(
@@ -245,6 +308,11 @@ def summary_markdown(summary: dict) -> str:
 def write_summary_csv(summary: dict, path: str | Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["game", "config", "seeds", "mean", "ci95_low", "ci95_high", "human_normalized"])
+        w.writerow(
+            ["game", "config", "seeds", "evaluation_mean", "ci95_low", "ci95_high", "human_normalized", "training_return_mean"]
+        )
         for r in summary["rows"]:
-            w.writerow([r["game"], r["config"], r["seeds"], r["mean"], r["ci95"][0], r["ci95"][1], r["human_normalized"]])
+            w.writerow(
+                [r["game"], r["config"], r["seeds"], r["mean"], r["ci95"][0], r["ci95"][1], r["human_normalized"],
+                 r["training_return_mean"]]
+            )

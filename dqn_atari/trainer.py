@@ -27,7 +27,7 @@ from dqn_atari.agent import agent_from_config, linear_epsilon
 from dqn_atari.checkpoint import Checkpointer
 from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
-from dqn_atari.evaluation import play_episodes
+from dqn_atari.evaluation import observation_settings, play_episodes
 from dqn_atari.metrics import Logger, Progress
 from dqn_atari.replay import Batch, ReplayBuffer
 
@@ -82,8 +82,14 @@ class Trainer:
             torch.set_num_threads(cfg.train.torch_threads)
         self.device = resolve_device(cfg.train.device)
 
+        # Independent streams from the one seed (numpy SeedSequence): exploration, replay
+        # sampling, the games' starts, evaluation games. Seeds s and s+1 share none of them.
+        exploration, sampling, games, evaluation = np.random.SeedSequence(cfg.seed).spawn(4)
+        self.game_seeds = [int(x) for x in games.generate_state(cfg.env.num_envs) % 2**31]
+        self.evaluation_seed = int(evaluation.generate_state(1)[0] % 2**31)
+
         self.envs = envs or vector_env_from_config(cfg.env)
-        self.agent = agent_from_config(cfg, self.envs.num_actions, self.device)
+        self.agent = agent_from_config(cfg, self.envs.num_actions, self.device, exploration)
         self.replay = ReplayBuffer(
             cfg.replay.capacity,
             cfg.env.num_envs,
@@ -91,8 +97,9 @@ class Trainer:
             stack=cfg.env.frame_stack,
             n_step=cfg.replay.n_step,
             gamma=cfg.agent.gamma,
-            seed=cfg.seed,
+            seed=sampling,
             frames_device=self.device if cfg.replay.frames_on_device else None,
+            padding=cfg.env.frame_stack_padding,
         )
         # Counters. frames = agent steps x frame_skip (an action repeat cut short by game over
         # still counts as frame_skip frames, as in the papers' budgets).
@@ -106,8 +113,9 @@ class Trainer:
         self.checkpointer = Checkpointer(self.run_dir, cfg.checkpoint.keep_last)
         self.stop_signal: int | None = None  # set by a signal handler; the loop checkpoints and stops
         self.checkpointed_frames = -1
-        # Frames at which an evaluation reached cfg.eval.stop_at_return; the run is then done.
-        self.target_reached_at_frames: int | None = None
+        # The best in-training evaluation mean so far; the run is done once it reaches
+        # cfg.eval.stop_at_return (a resume with a higher target, or none, trains on).
+        self.best_evaluation_return = -math.inf
 
     @property
     def frames_per_step(self) -> int:
@@ -128,14 +136,14 @@ class Trainer:
                 self.logger.log(self.frames, self.steps, {"slurm/restart_count": int(restarts)})
         progress = Progress(cfg.train.total_frames, self.frames, cfg.log.progress)
         if self.obs is None:
-            self.obs = self.envs.reset(seed=cfg.seed)
+            self.obs = self.envs.reset(seed=self.game_seeds)
         next_log = _next_multiple(self.steps, cfg.log.every_steps)
         next_eval = _next_multiple(self.frames, cfg.eval.every_frames)
         next_checkpoint = _next_multiple(self.frames, cfg.checkpoint.every_frames)
         self._interval.restart(self.steps, self.agent.updates)
         logged_at = self.steps
         try:
-            while self.frames < cfg.train.total_frames and self.target_reached_at_frames is None:
+            while self.frames < cfg.train.total_frames and not self.target_reached():
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.obs, epsilon)
                 step = self.envs.step(actions)
@@ -145,7 +153,7 @@ class Trainer:
                     step.learning_reward,
                     step.learning_terminal,
                     step.truncated,
-                    step.terminated | step.truncated,
+                    step.stack_ends,
                     step.next_obs,
                 )
                 self.obs = step.obs
@@ -174,6 +182,10 @@ class Trainer:
         finally:
             progress.close()
             self.logger.flush()
+
+    def target_reached(self) -> bool:
+        target = self.cfg.eval.stop_at_return
+        return target is not None and self.best_evaluation_return >= target
 
     def epsilon(self) -> float:
         a = self.cfg.agent
@@ -230,10 +242,8 @@ class Trainer:
             epsilon=e.epsilon,
             protocol=e.protocol,
             max_episode_frames=e.max_episode_frames,
-            seed=self.cfg.seed * 1_000_003 + self.frames,  # a fresh, reproducible set of games
-            frame_skip=self.cfg.env.frame_skip,
-            frame_size=self.cfg.env.frame_size,
-            frame_stack=self.cfg.env.frame_stack,
+            seed=self.evaluation_seed + self.frames,  # a fresh, reproducible set of games
+            observation=observation_settings(to_dict(self.cfg)["env"]),
         )
         scores = [r.score for r in results]
         summary = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores))}
@@ -249,8 +259,8 @@ class Trainer:
             f"(std {summary['eval/return_std']:.1f}) over {len(scores)} games, epsilon {e.epsilon}",
             flush=True,
         )
-        if e.stop_at_return is not None and summary["eval/return_mean"] >= e.stop_at_return:
-            self.target_reached_at_frames = self.frames
+        self.best_evaluation_return = max(self.best_evaluation_return, summary["eval/return_mean"])
+        if self.target_reached():
             print(f"evaluation mean reached eval.stop_at_return={e.stop_at_return}: training stops", flush=True)
         return summary
 
@@ -271,7 +281,7 @@ class Trainer:
             "python_rng": [numpy_list(x) for x in random.getstate()],
             "numpy_rng": [numpy_list(x) for x in numpy_rng],
             "agent_rng": self.agent.rng.bit_generator.state,
-            "target_reached_at_frames": self.target_reached_at_frames,
+            "best_evaluation_return": self.best_evaluation_return if math.isfinite(self.best_evaluation_return) else None,
             "config": to_dict(self.cfg),
         }
         envs = self.envs.state()
@@ -297,7 +307,8 @@ class Trainer:
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
         self.agent.rng.bit_generator.state = state["agent_rng"]
         self.frames, self.steps, self.games = state["frames"], state["steps"], state["games"]
-        self.target_reached_at_frames = state.get("target_reached_at_frames")
+        best = state.get("best_evaluation_return")
+        self.best_evaluation_return = -math.inf if best is None else best
         self.checkpointed_frames = self.frames
         self.recent_scores.extend(state["recent_scores"])
         if self.envs.can_save_emulators:
@@ -306,7 +317,7 @@ class Trainer:
         else:
             # ale-py's vector env cannot restore its emulators: start new games, and make sure no
             # stored transition bridges the old game and the new one.
-            self.obs = self.envs.reset(seed=self.cfg.seed + self.steps)
+            self.obs = self.envs.reset(seed=[s + self.steps for s in self.game_seeds])
             self.replay.end_games_abruptly()
         return path
 

@@ -59,7 +59,7 @@ def test_loss_huber_vs_mse(loss, expected):
 
 
 def test_hard_target_sync_every_period_updates():
-    agent = make_agent(target_update_period=3)
+    agent = make_agent(target_update_period_updates=3)
     obs, next_obs = batch(4)
     args = (obs, torch.zeros(4, dtype=torch.int64), torch.ones(4), torch.full((4,), 0.9), next_obs)
     initial = [p.clone() for p in agent.target.parameters()]
@@ -99,3 +99,54 @@ def test_epsilon_greedy_explores_at_the_given_rate_and_is_greedy_otherwise():
     actions = agent.act(obs, 0.3)
     # Explored actions are uniform over 3, so a fraction 0.3 * 2/3 = 0.2 are not the greedy one.
     assert abs((actions != 1).mean() - 0.2) < 0.03
+
+
+def test_deepmind_rmsprop_two_steps_by_hand():
+    """w <- w - lr g / sqrt(E[g^2] - E[g]^2 + eps), both averages from zero: computed here with
+    plain floats for two steps, and different from torch's RMSprop (eps outside the root)."""
+    import math
+
+    from dqn_atari.optimizers import DeepMindRMSprop
+
+    lr, alpha, eps = 0.1, 0.95, 1e-3
+    w0 = [1.0, -2.0]
+    grads = [[0.5, 0.1], [-0.3, 0.2]]
+    expected = []
+    for i in range(2):
+        w, mean_g, mean_g2 = w0[i], 0.0, 0.0
+        for g in (grads[0][i], grads[1][i]):
+            mean_g = alpha * mean_g + (1 - alpha) * g
+            mean_g2 = alpha * mean_g2 + (1 - alpha) * g * g
+            w -= lr * g / math.sqrt(mean_g2 - mean_g**2 + eps)
+        expected.append(w)
+
+    def two_steps(make):
+        w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
+        opt = make([w])
+        for g in grads:
+            w.grad = torch.tensor(g, dtype=torch.float64)
+            opt.step()
+        return w.detach().tolist()
+
+    assert two_steps(lambda p: DeepMindRMSprop(p, lr=lr, alpha=alpha, eps=eps)) == pytest.approx(expected, rel=1e-12)
+    torch_version = two_steps(lambda p: torch.optim.RMSprop(p, lr=lr, alpha=alpha, eps=eps, centered=True))
+    assert torch_version != pytest.approx(expected, rel=1e-3)
+
+
+def test_dueling_head_is_value_plus_centred_advantage():
+    torch.manual_seed(0)
+    net = QNetwork(5, dueling=True)
+    with torch.no_grad():
+        net.head.value[-1].weight.zero_()
+        net.head.value[-1].bias.fill_(2.0)
+        net.head.advantage[-1].weight.zero_()
+        net.head.advantage[-1].bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
+    q = net(torch.zeros(3, 4, 84, 84, dtype=torch.uint8))
+    # V = 2, A = 1..5 with mean 3: Q = 2 + A - 3
+    assert q.tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0]] * 3
+    # With learned weights the mean advantage over actions is V: Q's mean is V's output.
+    torch.manual_seed(1)
+    net = QNetwork(5, dueling=True)
+    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
+    features = net.features(obs.float() / 255)
+    torch.testing.assert_close(net(obs).mean(dim=1), net.head.value(features).squeeze(1))

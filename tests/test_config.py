@@ -8,13 +8,21 @@ from dqn_atari.config import ConfigError, Config, all_keys, load_config
 def test_shipped_configs_load_and_inherit():
     nature = load_config(CONFIGS / "nature.yaml")
     assert nature.replay.capacity == 1_000_000
-    assert nature.agent.target_update_period == 10_000
-    assert nature.optimizer.name == "rmsprop" and nature.optimizer.lr == 2.5e-4
-    assert nature.train.total_frames == 50_000_000
+    assert nature.optimizer.name == "deepmind_rmsprop" and nature.optimizer.lr == 2.5e-4
+    assert nature.optimizer.eps == 0.01 / 32**2
     assert nature.eval.epsilon == 0.05
+    # DeepMind's code counts the Nature table's "frames" in agent steps of 4 frames:
+    assert nature.agent.target_update_period_steps == 10_000
+    assert nature.agent.epsilon_decay_frames == 4_000_000
+    assert nature.train.total_frames == 200_000_000
+    assert not (nature.env.fire_reset or nature.env.fire_on_life_loss or nature.env.frame_stack_restart_on_life_loss)
+    assert nature.env.frame_stack_padding == "zeros"
     pong = load_config(CONFIGS / "pong.yaml")
     assert pong.optimizer.name == "adam" and pong.optimizer.lr == 1e-4
     assert pong.replay.capacity == 1_000_000  # inherited from nature.yaml
+    assert pong.agent.target_update_period_steps == 1000
+    assert pong.env.fire_on_life_loss and pong.env.frame_stack_restart_on_life_loss
+    assert pong.env.frame_stack_padding == "first_frame"
     assert load_config(CONFIGS / "breakout.yaml").env.game == "Breakout"
     assert load_config(CONFIGS / "smoke.yaml").train.total_frames <= 10_000
 
@@ -35,15 +43,33 @@ def test_dotted_overrides_are_typed():
         ("replay.capacity=lots", "config key 'replay.capacity' must be an integer, got 'lots'"),
         ("replay.capacity=-5", "config key 'replay.capacity' must be a positive integer, got -5"),
         ("agent.epsilon_end=1.5", "config key 'agent.epsilon_end' must be a number in [0, 1], got 1.5"),
-        ("optimizer.name=sgd", "config key 'optimizer.name' must be one of adam, rmsprop, got 'sgd'"),
+        ("optimizer.name=sgd", "config key 'optimizer.name' must be one of adam, rmsprop, deepmind_rmsprop, got 'sgd'"),
+        ("agent.target_update_period=250", "'agent.target_update_period' was renamed: use agent.target_update_period_steps"),
+        ("agent.target_update_period_steps=1001", "must be a multiple of 'train.train_frequency_steps' (4)"),
+        ("train.learning_starts_steps=8", "'train.learning_starts_steps' (8) must be at least 32"),
+        ("env.fire_on_life_loss=true", None),  # pong.yaml already restarts stacks: accepted
+        ("env.frame_stack_restart_on_life_loss=false", "'env.fire_on_life_loss' needs env.frame_stack_restart_on_life_loss=true"),
+        ("env.backend=ale_vector", "env.backend=ale_vector supports DeepMind's stacks only"),
         ("env.game=Pongg", "unknown game 'Pongg'; closest: Pong"),
         ("agent.double_dqn=maybe", "config key 'agent.double_dqn' must be true or false"),
     ],
 )
 def test_bad_values_are_rejected_with_one_clear_message(override, message):
+    if message is None:
+        load_config(CONFIGS / "pong.yaml", [override])
+        return
     with pytest.raises(ConfigError) as err:
         load_config(CONFIGS / "pong.yaml", [override])
     assert message in str(err.value)
+
+
+def test_target_period_in_agent_steps_becomes_updates_in_the_agent():
+    from dqn_atari.agent import agent_from_config
+
+    nature = load_config(CONFIGS / "nature.yaml", ["replay.capacity=1000"])
+    agent = agent_from_config(nature, 6, "cpu", seed=0)
+    assert agent.target_update_period_updates == 2_500  # 10,000 agent steps / one update per 4
+    assert type(agent.optimizer).__name__ == "DeepMindRMSprop"
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -144,3 +144,82 @@ def test_time_limit_truncates_bootstrappably_and_gives_the_final_stack(backend):
     np.testing.assert_array_equal(step.next_obs[0, :3], obs[0, 1:])  # the ended game's last stack
     assert not step.obs[0, :3].any()  # while obs is already the new game's first stack
     assert step.finished_games[0].length_steps == 100
+
+
+CLEANRL_STACKS = dict(frame_stack_padding="first_frame", frame_stack_restart_on_life_loss=True)
+
+
+@pytest.mark.parametrize("fire_on_life_loss", [True, False])
+def test_fire_on_life_loss_serves_the_ball_without_the_agent_pressing_fire(fire_on_life_loss):
+    """Breakout waits for FIRE after each lost life. The agent here only ever plays NOOP: with
+    the setting on the ball keeps being served and all five lives go; without it, one."""
+    envs = make_vector_env("Breakout", 1, noop_max=0, fire_on_life_loss=fire_on_life_loss, **CLEANRL_STACKS)
+    envs.reset(seed=0)
+    life_losses = 0
+    for _ in range(3000):
+        step = envs.step(np.array([0]))
+        life_losses += int(step.life_loss[0])
+        if step.finished_games:
+            break
+    if fire_on_life_loss:
+        assert step.finished_games and life_losses == 4
+    else:
+        assert not step.finished_games and life_losses == 1
+
+
+@pytest.mark.parametrize("padding", ["zeros", "first_frame"])
+def test_new_stacks_are_padded_as_configured(padding):
+    obs, _ = make_env("Breakout", frame_stack_padding=padding).reset(seed=0)
+    expected_pad = obs[3] if padding == "first_frame" else np.zeros_like(obs[3])
+    for slot in range(3):
+        np.testing.assert_array_equal(obs[slot], expected_pad)
+
+
+def test_life_loss_restarts_the_stack_and_hands_over_the_stack_that_ended():
+    envs = make_vector_env("Breakout", 1, noop_max=0, fire_on_life_loss=True, **CLEANRL_STACKS)
+    obs = envs.reset(seed=0)
+    while True:
+        step = envs.step(np.array([0]))
+        if step.life_loss[0]:
+            break
+        obs = step.obs
+    assert step.stack_ends[0] and step.learning_terminal[0] and not step.terminated[0]
+    np.testing.assert_array_equal(step.next_obs[0, :3], obs[0, 1:])  # the old stack, one frame on
+    new = step.obs[0]
+    for slot in range(3):  # a fresh stack: the first frame repeated
+        np.testing.assert_array_equal(new[slot], new[3])
+    assert not np.array_equal(new[3], step.next_obs[0, 3])  # NOOP, FIRE, 2 were played in between
+
+
+@pytest.mark.parametrize(
+    "conventions",
+    [dict(), dict(fire_on_life_loss=True, **CLEANRL_STACKS)],
+    ids=["deepmind", "cleanrl"],
+)
+def test_replay_rebuilds_the_stacks_the_agent_acted_on_in_breakout(conventions):
+    """Real Breakout with life losses and game overs: every sampled obs and next_obs equals the
+    stacks the env gave, under each convention."""
+    from dqn_atari.replay import ReplayBuffer
+
+    envs = make_vector_env("Breakout", 1, noop_max=0, **conventions)
+    buf = ReplayBuffer(5000, 1, stack=4, seed=0, padding=conventions.get("frame_stack_padding", "zeros"))
+    rng = np.random.default_rng(0)
+    obs = envs.reset(seed=0)
+    acted_on, next_states, restarts = [], [], 0
+    for _ in range(1500):
+        step = envs.step(rng.integers(0, 4, 1))
+        buf.add(obs, np.zeros(1, np.int64), step.learning_reward, step.learning_terminal, step.truncated,
+                step.stack_ends, step.next_obs)
+        acted_on.append(obs[0])
+        next_states.append(step.next_obs[0])
+        if step.stack_ends[0]:
+            restarts += 1
+            acted_on.append(None)  # the `last` entry
+            next_states.append(None)
+        obs = step.obs
+    assert restarts >= 5
+    for _ in range(20):
+        batch = buf.sample(64)
+        for i, p in enumerate(batch.position):
+            np.testing.assert_array_equal(batch.obs[i], acted_on[p])
+            np.testing.assert_array_equal(batch.next_obs[i], next_states[p])

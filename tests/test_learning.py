@@ -22,7 +22,7 @@ def test_dqn_learns_catch_from_pixels(tmp_path):
             "replay.capacity=20000",
             "optimizer.lr=0.0005",
             "agent.loss=huber",
-            "agent.target_update_period=100",
+            "agent.target_update_period_steps=100",
             "agent.epsilon_end=0.05",
             "agent.epsilon_decay_frames=2000",
             "train.total_frames=3500",

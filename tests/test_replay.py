@@ -1,6 +1,7 @@
 """Replay: every sampled transition equals, byte for byte, a brute-force reference built from the
-same stream of acting stacks, across game starts, life losses, truncations, wrap-around and
-interleaved envs."""
+same stream of acting stacks, across game starts, life losses, truncations, wrap-around,
+interleaved envs, both stack paddings, stacks restarted at life loss, and games ended abruptly
+(a resume that could not restore the emulators)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,19 @@ class Stream:
     """N envs playing random games. Keeps what the agent saw and, per env, every write in order,
     so a reference answer can be computed for any ring position."""
 
-    def __init__(self, num_envs: int, rng: np.random.Generator, gamma: float, n_step: int):
+    def __init__(
+        self,
+        num_envs: int,
+        rng: np.random.Generator,
+        gamma: float,
+        n_step: int,
+        padding: str = "zeros",
+        restart_on_life_loss: bool = False,
+    ):
         self.n, self.rng, self.gamma, self.n_step = num_envs, rng, gamma, n_step
+        self.padding, self.restart_on_life_loss = padding, restart_on_life_loss
         self.uid = 0
+        self.depth = [0] * num_envs  # entries since the stack's first frame
         self.stacks = [self._new_game(e) for e in range(num_envs)]
         self.writes = [[] for _ in range(num_envs)]  # per env: dicts in write order
         self.game_left = [self._game_length() for _ in range(num_envs)]
@@ -38,9 +49,24 @@ class Stream:
         return frame_of(self.uid)
 
     def _new_game(self, e):
-        stack = np.zeros((STACK, *FRAME), dtype=np.uint8)
-        stack[-1] = self._fresh()
+        first = self._fresh()
+        if self.padding == "first_frame":
+            stack = np.repeat(first[None], STACK, axis=0)
+        else:
+            stack = np.zeros((STACK, *FRAME), dtype=np.uint8)
+            stack[-1] = first
+        self.depth[e] = 0
         return stack
+
+    def end_abruptly(self, buffer: ReplayBuffer):
+        """Every game in progress is lost: its newest entry took an action whose outcome was
+        never stored. It can start no transition; a walk bootstraps from its state."""
+        buffer.end_games_abruptly()
+        for e in range(self.n):
+            if self.writes[e] and self.writes[e][-1]["kind"] == "step":
+                self.writes[e][-1]["kind"] = "abrupt"
+        self.stacks = [self._new_game(e) for e in range(self.n)]
+        self.game_left = [self._game_length() for _ in range(self.n)]
 
     def step(self, buffer: ReplayBuffer):
         obs = np.stack(self.stacks)
@@ -64,10 +90,13 @@ class Stream:
                     terminal[e] = True
             elif self.rng.random() < 0.1:
                 terminal[e] = True  # life loss: learning terminal, game goes on
+                if self.restart_on_life_loss:  # ...and a new stack starts, as at a game's end
+                    ended = game_over[e] = True
             self.writes[e].append(
                 dict(kind="step", obs=obs[e].copy(), action=actions[e], reward=rewards[e],
-                     terminal=terminal[e], truncated=truncated[e], next_obs=nxt)
+                     terminal=terminal[e], truncated=truncated[e], next_obs=nxt, depth=self.depth[e])
             )
+            self.depth[e] += 1
             if ended:
                 self.writes[e].append(dict(kind="last"))
                 self.game_left[e] = self._game_length()
@@ -84,13 +113,15 @@ class Stream:
         held_from = max(0, len(writes) - ring)
         seq = next(s for s in range(len(writes) - 1, -1, -1) if s % ring == pos)
         w = writes[seq]
-        if w["kind"] == "last":
+        if w["kind"] != "step":
             return None
         ret, discount, k = 0.0, 1.0, 0
         for j in range(self.n_step):
             wj = writes[seq + j] if seq + j < len(writes) else None
             if wj is None or wj["kind"] == "last":
                 return None  # needs entries not written yet
+            if wj["kind"] == "abrupt" and j > 0:
+                break  # the game's newest state: bootstrap from it, nothing after it belongs
             ret += discount * wj["reward"]
             discount *= self.gamma
             k = j + 1
@@ -103,27 +134,42 @@ class Stream:
             return None
         boot = writes[seq + k]
         next_obs = writes[seq + k - 1]["next_obs"] if boot["kind"] == "last" else boot["obs"]
-        # Oldest entry the stack needs: the real (non-zero) frames of the acted-on stack.
-        real = int((w["obs"].reshape(STACK, -1).any(axis=1)).sum())
-        needs_from = seq - (real - 1)
+        # Oldest entry the stack needs: its game's first frame, or STACK-1 entries back.
+        needs_from = seq - min(w["depth"], STACK - 1)
         return dict(w, ret=ret, discount=discount, next_obs=next_obs, held=needs_from >= held_from)
 
 
 @pytest.mark.parametrize(
-    "num_envs,capacity,n_step,frames_device",
-    [(1, 40, 1, None), (3, 60, 1, None), (4, 200, 3, None), (2, 26, 2, None), (3, 60, 1, "cpu"), (2, 50, 2, "cpu")],
+    "num_envs,capacity,n_step,frames_device,padding,restart,abrupt_every",
+    [
+        (1, 40, 1, None, "zeros", False, 0),
+        (3, 60, 1, None, "zeros", False, 0),
+        (4, 200, 3, None, "zeros", False, 0),
+        (2, 26, 2, None, "zeros", False, 0),
+        (3, 60, 1, "cpu", "zeros", False, 0),
+        (2, 50, 2, "cpu", "zeros", False, 0),
+        (3, 90, 3, None, "zeros", False, 37),  # abrupt ends (an ale_vector resume) with n-step walks
+        (1, 40, 1, None, "first_frame", True, 0),  # Baselines/CleanRL stacks
+        (3, 120, 3, None, "first_frame", True, 41),
+        (2, 50, 2, "cpu", "first_frame", False, 0),
+    ],
 )
-def test_samples_match_brute_force_reference_after_every_add(num_envs, capacity, n_step, frames_device):
+def test_samples_match_brute_force_reference_after_every_add(
+    num_envs, capacity, n_step, frames_device, padding, restart, abrupt_every
+):
     """frames_device='cpu' runs the torch frame store (the path a GPU store takes) on the CPU."""
     rng = np.random.default_rng(num_envs * 100 + capacity)
     gamma = 0.9
     buf = ReplayBuffer(
-        capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=gamma, seed=1, frames_device=frames_device
+        capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=gamma, seed=1,
+        frames_device=frames_device, padding=padding,
     )
-    stream = Stream(num_envs, rng, gamma, n_step)
+    stream = Stream(num_envs, rng, gamma, n_step, padding, restart)
     ring = buf.ring_size
     sampled_positions = set()
     for step in range(600):
+        if abrupt_every and step % abrupt_every == abrupt_every - 1:
+            stream.end_abruptly(buf)
         stream.step(buf)
         if len(buf) < 12:
             continue
@@ -181,6 +227,35 @@ def test_n_step_return_hand_computed():
     assert steps[0] == 3
     assert ret[1] == pytest.approx(2 + 0.5 * 4)
     assert steps[1] == 2
+
+
+def test_n_step_walk_stops_at_a_game_ended_abruptly():
+    """The case found by an independent check: n=3, gamma=0.5, rewards 1 on entries 1-4, the game
+    lost at a resume (ale_vector), then a new game with reward 10. The transition from entry 3
+    earns 1 and bootstraps from entry 4's stack [1, 2, 3, 4], not 4.0 and [3, 4, 101, 102]."""
+    buf = ReplayBuffer(32, 1, frame_shape=FRAME, stack=STACK, n_step=3, gamma=0.5, seed=0)
+    stack = np.zeros((1, STACK, *FRAME), np.uint8)
+
+    def push(frame_value, reward):
+        nonlocal stack
+        nxt = np.concatenate([stack[:, 1:], np.full((1, 1, *FRAME), frame_value + 1, np.uint8)], axis=1)
+        buf.add(stack, np.array([0]), np.array([reward]), np.array([False]), np.array([False]), np.array([False]), nxt)
+        stack = nxt
+
+    stack[0, -1] = 1
+    for frame_value in (1, 2, 3):
+        push(frame_value, 1.0)
+    # entry 3 (frame 4) is written by the next add; then the game is lost
+    buf.add(stack, np.array([0]), np.array([1.0]), np.array([False]), np.array([False]), np.array([False]), stack)
+    buf.end_games_abruptly()
+    stack = np.zeros((1, STACK, *FRAME), np.uint8)
+    stack[0, -1] = 101
+    for frame_value in (101, 102, 103, 104):
+        push(frame_value, 10.0)
+    valid, env, pos, start, steps, ret, discount, back = buf._inspect(np.array([0]), np.array([2]))
+    assert valid[0] and steps[0] == 1 and ret[0] == 1.0 and discount[0] == 0.5
+    batch = buf._assemble(env, pos, start, steps, ret, discount, back)
+    assert batch.next_obs[0][:, 0, 0].tolist() == [1, 2, 3, 4]
 
 
 def test_truncation_bootstraps_from_the_real_final_frame():

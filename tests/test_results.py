@@ -85,3 +85,35 @@ def test_plot_and_summarize_commands(runs, tmp_path):
 def test_nothing_to_plot_is_one_line(tmp_path):
     result = run_cli("plot", str(tmp_path))
     assert result.returncode == 2 and "no runs with metrics.csv" in result.stderr
+
+
+def write_report(path, kind, games, epsilon, frames, mean):
+    path.parent.mkdir(parents=True)
+    report = {
+        "kind": kind,
+        "checkpoint": {"frames": frames},
+        "summary": {"episodes": games, "mean": mean},
+        "protocol": {"epsilon": epsilon},
+    }
+    path.write_text(json.dumps(report))
+
+
+def test_summarize_prefers_the_final_full_evaluation_never_a_recording_and_names_its_source(runs):
+    run = runs / "pong-0"
+    s = summarize([run], reps=100)
+    (row,) = s["rows"]
+    # Only in-training evaluations so far: the last one, said to be that.
+    assert row["mean"] == pytest.approx(PONG_HN(0.0))
+    assert row["source"][0] == "metrics.csv, evaluation during training: 10 games, epsilon 0.05, 1,000,000 frames"
+    write_report(run / "eval-000001000000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 1_000_000, 12.5)
+    write_report(run / "eval-000001000000-nature-eps0.01" / "report.json", "evaluate", 30, 0.01, 1_000_000, 14.0)
+    write_report(run / "eval-000000500000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 500_000, 3.0)
+    write_report(run / "record-000001000000" / "report.json", "record", 1, 0.05, 1_000_000, 21.0)
+    (row,) = summarize([run], reps=100)["rows"]
+    assert row["mean"] == 12.5
+    assert row["source"][0] == "eval-000001000000-nature-eps0.05/report.json: 30 games, epsilon 0.05, 1,000,000 frames"
+    # CleanRL's metric beside it: the last 10 training games and the epsilon they were played at.
+    assert row["training_return_mean"] == pytest.approx(PONG_HN(0.0) * 0.5 - 1 - 0.1)  # 5 games: frames 0..1M
+    assert row["training_return_source"][0].startswith("metrics.csv: last 5 training games to 1,000,000 frames, epsilon")
+    text = run_cli("summarize", str(run)).stdout
+    assert "eval-000001000000-nature-eps0.05/report.json: 30 games" in text and "n/a (< 5 seeds)" in text

@@ -57,3 +57,51 @@ def test_non_finite_loss_stops_with_one_line_and_exit_3(cli, tmp_path):
     assert result.returncode == 3, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "non-finite" in lines[0] and "at step" in lines[0]
+
+
+def test_every_random_stream_is_its_own_and_seeds_share_none(tmp_path):
+    """Exploration and replay sampling draw from different streams, and seed 1 is not seed 0
+    shifted by one env (each stream is a child of numpy's SeedSequence(seed))."""
+    from dqn_atari.trainer import Trainer
+
+    trainers = [
+        Trainer(load_config(CONFIGS / "smoke.yaml", [f"seed={seed}", "env.num_envs=2", "replay.capacity=1000"]), tmp_path / str(seed))
+        for seed in (0, 1)
+    ]
+    draws = [tuple(rng.random(4)) for t in trainers for rng in (t.agent.rng, t.replay.rng)]
+    assert len(set(draws)) == 4
+    assert not set(trainers[0].game_seeds) & set(trainers[1].game_seeds)
+    assert len(set(trainers[0].game_seeds)) == 2
+    assert trainers[0].evaluation_seed != trainers[1].evaluation_seed
+    for t in trainers:
+        t.close()
+
+
+def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli, tmp_path):
+    """Each in-training evaluation leaves snapshots/model-<frames>/ (weights only, evaluable
+    later), is printed, and once its mean reaches eval.stop_at_return the run ends there; a
+    resume of the finished run trains no further."""
+    import json
+
+    run = tmp_path / "run"
+    args = [
+        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "eval.every_frames=2000", "eval.episodes=1",
+        "eval.max_episode_frames=400", "eval.stop_at_return=-100",
+    ]
+    result = cli(*args)
+    assert result.returncode == 0, result.stderr
+    assert "evaluation at 2,000 frames: mean" in result.stdout and "training stops" in result.stdout
+    snapshot = run / "snapshots" / "model-000000002000"
+    assert sorted(p.name for p in snapshot.iterdir()) == ["model.pt", "state.json"]
+    assert snapshot.joinpath("model.pt").stat().st_size < 8_000_000  # the online network only
+    state = json.loads(snapshot.joinpath("state.json").read_text())
+    assert state["frames"] == 2000 and state["evaluation"]["games"] == 1
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["ckpt-000000002000"]
+    again = cli(*args)
+    assert again.returncode == 0 and "evaluation at" not in again.stdout
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["ckpt-000000002000"]
+    report = cli("evaluate", str(snapshot), "--episodes", "1", "--max-episode-frames", "400", "--epsilon", "0.05", "0.5")
+    assert report.returncode == 0, report.stderr
+    for epsilon in ("0.05", "0.5"):
+        saved = json.loads((run / f"eval-000000002000-nature-eps{epsilon}" / "report.json").read_text())
+        assert saved["kind"] == "evaluate" and saved["protocol"]["epsilon"] == float(epsilon)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ale_py
 import gymnasium as gym
 from ale_py.env import AtariEnv
-from gymnasium.wrappers import FrameStackObservation, ResizeObservation
+from gymnasium.wrappers import ResizeObservation
 
 from dqn_atari.envs.games import rom_id
-from dqn_atari.envs.wrappers import FireReset, MaxAndSkip, NoopReset, needs_fire_reset
+from dqn_atari.envs.wrappers import FireReset, FrameStack, MaxAndSkip, NoopReset, needs_fire_reset
 
 # Keep ALE's start-up banner out of stderr, where our one-line errors go.
 ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
@@ -28,6 +28,9 @@ def make_env(
     max_episode_frames: int = 108_000,
     frame_size: int = 84,
     frame_stack: int = 4,
+    frame_stack_padding: str = "zeros",
+    frame_stack_restart_on_life_loss: bool = False,
+    fire_on_life_loss: bool = False,
 ) -> gym.Env:
     """Observations are uint8 (frame_stack, frame_size, frame_size), newest frame last.
 
@@ -51,7 +54,11 @@ def make_env(
         env = NoopReset(env, noop_max)
     env = MaxAndSkip(env, frame_skip)
     env = ResizeObservation(env, (frame_size, frame_size))
-    # Zeros before a game's first frame: the same padding as ale-py's AtariVectorEnv and
-    # as the replay buffer's rebuilt stacks.
-    env = FrameStackObservation(env, frame_stack, padding_type="zero")
-    return env
+    # The replay rebuilds stacks with the same padding and restarts (see FrameStack).
+    return FrameStack(
+        env,
+        frame_stack,
+        padding=frame_stack_padding,
+        restart_on_life_loss=frame_stack_restart_on_life_loss,
+        fire_on_life_loss=fire_on_life_loss and needs_fire_reset(env),
+    )

@@ -10,6 +10,8 @@ step returns the new game's first observation and the ended game's last one in
   [-1, 1] for learning only);
 - `terminated` (game over), `truncated` (time limit: bootstrap), `life_loss` (game goes on),
   and `learning_terminal` = game over, or life loss when `terminal_on_life_loss`;
+- `stack_ends`: the next `obs` starts a new frame stack (game over, or a life loss when
+  `frame_stack_restart_on_life_loss`); `next_obs` is then the stack that ended;
 - `finished_games`: raw full-game scores, never per-life returns.
 
 Life loss is derived here, from the emulator's `lives`, rather than from ale-py's
@@ -28,11 +30,10 @@ import ale_py
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
-from gymnasium.wrappers import FrameStackObservation
 
 from dqn_atari.envs.factory import STICKY_ACTION_PROBABILITY, make_env
 from dqn_atari.envs.games import rom_id
-from dqn_atari.envs.wrappers import MaxAndSkip
+from dqn_atari.envs.wrappers import FrameStack, MaxAndSkip
 
 
 @dataclass
@@ -53,12 +54,16 @@ class VectorStep:
     truncated: np.ndarray
     life_loss: np.ndarray
     learning_terminal: np.ndarray
+    stack_ends: np.ndarray
     finished_games: list[GameResult] = field(default_factory=list)
 
 
 class AtariVector:
-    def __init__(self, env: gym.vector.VectorEnv, *, terminal_on_life_loss: bool = True):
+    def __init__(
+        self, env: gym.vector.VectorEnv, *, terminal_on_life_loss: bool = True, stack_restarts_on_life_loss: bool = False
+    ):
         self.env = env
+        self.stack_restarts_on_life_loss = stack_restarts_on_life_loss
         self.num_envs = env.num_envs
         self.num_actions = int(env.single_action_space.n)
         self.terminal_on_life_loss = terminal_on_life_loss
@@ -67,7 +72,10 @@ class AtariVector:
         self._learning_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._lengths = np.zeros(self.num_envs, dtype=np.int64)
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
+    def reset(self, seed: int | list[int] | None = None) -> np.ndarray:
+        """`seed`: one per env, or an int for consecutive seeds from it."""
+        if isinstance(seed, list) and not isinstance(self.env, gym.vector.SyncVectorEnv):
+            seed = np.asarray(seed, dtype=np.int64)  # ale-py's vector env takes an array
         obs, info = self.env.reset(seed=seed)
         self._lives[:] = info["lives"]
         self._scores[:] = 0
@@ -93,10 +101,14 @@ class AtariVector:
         self._lengths += 1
         finished = []
         next_obs = obs
+        restarted = life_loss & self.stack_restarts_on_life_loss
+        if restarted.any():
+            next_obs = obs.copy()
+            next_obs[restarted] = _stacked_info(info, "life_loss_obs", np.flatnonzero(restarted))
         if game_over.any():
             ended = np.flatnonzero(game_over)
-            next_obs = obs.copy()
-            next_obs[ended] = _final_obs(info, ended)
+            next_obs = next_obs.copy() if next_obs is obs else next_obs
+            next_obs[ended] = _stacked_info(info, "final_obs", ended)
             finished = [
                 GameResult(int(i), float(self._scores[i]), float(self._learning_returns[i]), int(self._lengths[i]))
                 for i in ended
@@ -115,6 +127,7 @@ class AtariVector:
             truncated=truncated,
             life_loss=life_loss,
             learning_terminal=learning_terminal,
+            stack_ends=game_over | restarted,
             finished_games=finished,
         )
 
@@ -141,7 +154,7 @@ class AtariVector:
         }
         if self.can_save_emulators:
             for i, env in enumerate(self.env.envs):
-                skip, stack = _find(env, MaxAndSkip), _find(env, FrameStackObservation)
+                skip, stack = _find(env, MaxAndSkip), _find(env, FrameStack)
                 ale = env.unwrapped.ale
                 out[f"ale_{i}"] = np.frombuffer(ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)
                 out[f"np_random_{i}"] = np.array(json.dumps(env.unwrapped.np_random.bit_generator.state))
@@ -155,12 +168,13 @@ class AtariVector:
         self._learning_returns[:] = state["learning_returns"]
         self._lengths[:] = state["lengths"]
         for i, env in enumerate(self.env.envs):
-            skip, stack = _find(env, MaxAndSkip), _find(env, FrameStackObservation)
+            skip, stack = _find(env, MaxAndSkip), _find(env, FrameStack)
             env.unwrapped.ale.restoreState(ale_py.ALEState(state[f"ale_{i}"].tobytes()))
             env.unwrapped.np_random.bit_generator.state = json.loads(str(state[f"np_random_{i}"]))
             skip._last_frame = state[f"last_frame_{i}"].copy()
             stack.obs_queue.clear()
             stack.obs_queue.extend(frame.copy() for frame in state[f"stack_{i}"])
+            stack.lives = env.unwrapped.ale.lives()
 
 
 def _find(env: gym.Env, kind: type) -> gym.Env:
@@ -169,11 +183,11 @@ def _find(env: gym.Env, kind: type) -> gym.Env:
     return env
 
 
-def _final_obs(info: dict, ended: np.ndarray) -> np.ndarray:
-    final = info["final_obs"]
-    if final.dtype == object:  # SyncVectorEnv: an object array holding None where no game ended
-        return np.stack([final[i] for i in ended])
-    return final[ended]
+def _stacked_info(info: dict, key: str, envs: np.ndarray) -> np.ndarray:
+    values = info[key]
+    if values.dtype == object:  # SyncVectorEnv: an object array holding None for the other envs
+        return np.stack([values[i] for i in envs])
+    return values[envs]
 
 
 def make_vector_env(
@@ -189,6 +203,9 @@ def make_vector_env(
     max_episode_frames: int = 108_000,
     frame_size: int = 84,
     frame_stack: int = 4,
+    frame_stack_padding: str = "zeros",
+    frame_stack_restart_on_life_loss: bool = False,
+    fire_on_life_loss: bool = False,
 ) -> AtariVector:
     if backend == "gymnasium":
         make_one = partial(
@@ -201,10 +218,16 @@ def make_vector_env(
             max_episode_frames=max_episode_frames,
             frame_size=frame_size,
             frame_stack=frame_stack,
+            frame_stack_padding=frame_stack_padding,
+            frame_stack_restart_on_life_loss=frame_stack_restart_on_life_loss,
+            fire_on_life_loss=fire_on_life_loss,
         )
         env = gym.vector.SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     elif backend == "ale_vector":
         from ale_py.vector_env import AtariVectorEnv
+
+        if frame_stack_padding != "zeros" or frame_stack_restart_on_life_loss or fire_on_life_loss:
+            raise ValueError("ale-py's AtariVectorEnv pads stacks with zeros per game only (DeepMind's convention)")
 
         env = AtariVectorEnv(
             rom_id(game),
@@ -225,7 +248,11 @@ def make_vector_env(
         )
     else:
         raise ValueError(f"unknown backend {backend!r}; expected gymnasium or ale_vector")
-    return AtariVector(env, terminal_on_life_loss=terminal_on_life_loss)
+    return AtariVector(
+        env,
+        terminal_on_life_loss=terminal_on_life_loss,
+        stack_restarts_on_life_loss=frame_stack_restart_on_life_loss,
+    )
 
 
 def vector_env_from_config(env_cfg) -> AtariVector:

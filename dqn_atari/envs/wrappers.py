@@ -6,7 +6,8 @@ Order, innermost first (each sees the frames the one below produces):
     NoopReset                         1..noop_max raw no-op frames at the start of each game
     MaxAndSkip                        action repeat, max over the last two frames
     ResizeObservation (gymnasium)     84x84 with INTER_AREA
-    FrameStackObservation (gymnasium) the last 4 frames, newest last, zeros before a game's first
+    FrameStack                        the last 4 frames, newest last; what pads a new stack and
+                                      whether a life loss starts one follow the chosen convention
 
 Rewards stay raw (game points) and `terminated` means game over: the learning reward (sign
 clip) and the life-loss learning terminal are derived in `AtariVector`, so that scores and
@@ -15,8 +16,12 @@ episode ends reported from the same stream are always full-game raw scores.
 
 from __future__ import annotations
 
+from collections import deque
+
 import gymnasium as gym
 import numpy as np
+
+NOOP, FIRE = 0, 1
 
 
 class NoopReset(gym.Wrapper):
@@ -97,3 +102,76 @@ class FireReset(gym.Wrapper):
 def needs_fire_reset(env: gym.Env) -> bool:
     meanings = env.unwrapped.get_action_meanings()
     return len(meanings) >= 3 and meanings[1] == "FIRE"
+
+
+class FrameStack(gym.Wrapper):
+    """The last `stack` frames as one uint8 array (stack, H, W), newest last.
+
+    Two conventions exist, and the replay rebuilds stacks with the same one as acting:
+    - DeepMind (Nature code, Dopamine, DQN Zoo; ale-py's AtariVectorEnv): a stack starts at each
+      game; slots before the game's first frame are zeros (`padding="zeros"`).
+    - Baselines and CleanRL (`EpisodicLifeEnv` under `FireResetEnv` under `FrameStack`): a life
+      loss starts a new stack as if a new game began (`restart_on_life_loss`), its slots filled
+      with the first frame repeated (`padding="first_frame"`), and the reset after a life loss
+      plays NOOP, FIRE, then action 2, each an agent step the agent does not see
+      (`fire_on_life_loss`), so Breakout's ball is served without the agent pressing FIRE.
+
+    On a restart, the stack that ended with the life loss is returned in
+    `info["life_loss_obs"]`: it is the next state of the transition that lost the life, while
+    the returned observation is the new stack to act on. Rewards of the hidden reset steps are
+    added to the step's reward, so scores stay full-game scores.
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        stack: int = 4,
+        *,
+        padding: str = "zeros",
+        restart_on_life_loss: bool = False,
+        fire_on_life_loss: bool = False,
+    ):
+        super().__init__(env)
+        if padding not in ("zeros", "first_frame"):
+            raise ValueError(f"padding must be zeros or first_frame, got {padding!r}")
+        if fire_on_life_loss and not restart_on_life_loss:
+            raise ValueError("fire_on_life_loss needs restart_on_life_loss (the presses are part of a restart)")
+        if fire_on_life_loss and env.unwrapped.get_action_meanings()[FIRE] != "FIRE":
+            raise ValueError("fire_on_life_loss needs action 1 to be FIRE")
+        self.stack, self.padding = stack, padding
+        self.restart_on_life_loss, self.fire_on_life_loss = restart_on_life_loss, fire_on_life_loss
+        self.obs_queue: deque[np.ndarray] = deque(maxlen=stack)
+        self.lives = 0
+        frame_space = env.observation_space
+        self.observation_space = gym.spaces.Box(
+            low=0, high=255, shape=(stack, *frame_space.shape), dtype=frame_space.dtype
+        )
+
+    def _restart(self, frame: np.ndarray) -> np.ndarray:
+        pad = frame if self.padding == "first_frame" else np.zeros_like(frame)
+        self.obs_queue.clear()
+        self.obs_queue.extend([pad] * (self.stack - 1) + [frame])
+        return np.stack(self.obs_queue)
+
+    def reset(self, *, seed=None, options=None):
+        frame, info = self.env.reset(seed=seed, options=options)
+        self.lives = info.get("lives", 0)
+        return self._restart(frame), info
+
+    def step(self, action):
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        self.obs_queue.append(frame)
+        lives = info.get("lives", 0)
+        life_lost, self.lives = lives < self.lives, lives
+        if not (self.restart_on_life_loss and life_lost) or terminated or truncated:
+            return np.stack(self.obs_queue), reward, terminated, truncated, info
+        life_loss_obs = np.stack(self.obs_queue)
+        if self.fire_on_life_loss:
+            for hidden_action in (NOOP, FIRE, 2):
+                frame, hidden_reward, terminated, truncated, info = self.env.step(hidden_action)
+                reward += hidden_reward
+                if terminated or truncated:
+                    break
+            self.lives = info.get("lives", 0)
+        info = dict(info, life_loss_obs=life_loss_obs)
+        return self._restart(frame), reward, terminated, truncated, info
