@@ -1,4 +1,10 @@
-"""The DQN agent: epsilon-greedy acting and the TD update with a target network."""
+"""The DQN agent: epsilon-greedy acting and the TD update with a target network.
+
+The loss is one function per family, each returning a per-sample loss (so prioritized replay can
+weight it and read priorities from it): `scalar_td_loss` (DQN: Huber or MSE on r + gamma^k
+max Q) and `categorical_loss` (C51: cross-entropy to the projected target distribution). Double
+DQN is only a choice of which network picks the next action, shared by both.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dqn_atari.networks import QNetwork
+from dqn_atari.config import to_dict
+from dqn_atari.networks import QNetwork, network_settings
 from dqn_atari.optimizers import make_optimizer
 
 
@@ -21,10 +28,7 @@ class DQNAgent:
         self,
         num_actions: int,
         *,
-        frame_stack: int = 4,
-        frame_size: int = 84,
-        hidden_size: int = 512,
-        dueling: bool = False,
+        network: dict | None = None,
         channels_last: bool = False,
         loss: str = "huber",
         double_dqn: bool = False,
@@ -45,9 +49,9 @@ class DQNAgent:
         self.target_update_period_updates, self.tau, self.max_grad_norm = target_update_period_updates, tau, max_grad_norm
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
-        network_shape = (num_actions, frame_stack, frame_size, hidden_size, dueling)
-        self.online = QNetwork(*network_shape).to(self.device, memory_format=self.memory_format)
-        self.target = QNetwork(*network_shape).to(self.device, memory_format=self.memory_format)
+        # `network`: QNetwork's keyword arguments (frame_stack, dueling, noisy, atoms, ...)
+        self.online = QNetwork(num_actions, **(network or {})).to(self.device, memory_format=self.memory_format)
+        self.target = QNetwork(num_actions, **(network or {})).to(self.device, memory_format=self.memory_format)
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.optimizer = make_optimizer(self.online.parameters(), optimizer, lr, eps, rmsprop_alpha, rmsprop_centered)
@@ -64,7 +68,7 @@ class DQNAgent:
     @torch.no_grad()
     def q_values(self, obs: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device, non_blocking=True)
-        return self.online(x.contiguous(memory_format=self.memory_format))
+        return self.online.q_values(x.contiguous(memory_format=self.memory_format))
 
     def act(self, obs: np.ndarray, epsilon: float) -> np.ndarray:
         """Epsilon-greedy for a batch of observations: one forward pass for all envs, and none at
@@ -77,30 +81,56 @@ class DQNAgent:
         return np.where(explore, random_actions, self.greedy_actions(obs))
 
     # ------------------------------------------------------------------ learning
-    def td_target(self, rewards: torch.Tensor, discounts: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """r + gamma^k max_a Q_target(s', a); Double DQN picks a with the online network
-        (van Hasselt et al. 2016). `discounts` is 0 at learning terminals."""
-        with torch.no_grad():
-            next_q = self.target(next_obs)
-            if self.double_dqn:
-                best = self.online(next_obs).argmax(dim=1, keepdim=True)
-                next_value = next_q.gather(1, best).squeeze(1)
-            else:
-                next_value = next_q.max(dim=1).values
-            return rewards + discounts * next_value
+    def next_actions(self, next_obs: torch.Tensor) -> torch.Tensor:
+        """The action the target bootstraps on: the target network's argmax, or with Double DQN
+        the online network's (van Hasselt et al. 2016)."""
+        network = self.online if self.double_dqn else self.target
+        return network.q_values(next_obs).argmax(dim=1)
 
-    def update(self, obs, actions, rewards, discounts, next_obs) -> dict[str, torch.Tensor]:
-        """One gradient step on a batch of device tensors. Returns detached device tensors (no
-        host sync here; the caller reads them at its logging interval)."""
-        obs = obs.contiguous(memory_format=self.memory_format)
-        next_obs = next_obs.contiguous(memory_format=self.memory_format)
+    def td_target(self, rewards: torch.Tensor, discounts: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """r + gamma^k Q_target(s', a'); `discounts` is gamma^k, 0 at learning terminals."""
+        with torch.no_grad():
+            best = self.next_actions(next_obs).unsqueeze(1)
+            return rewards + discounts * self.target(next_obs).gather(1, best).squeeze(1)
+
+    def scalar_td_loss(self, obs, actions, rewards, discounts, next_obs):
+        """(per-sample loss, per-sample |TD error|, Q of the actions taken)."""
         target = self.td_target(rewards, discounts, next_obs)
         q_taken = self.online(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         if self.loss_name == "huber":
             # Nature: "clip the error term from the update to be between -1 and 1".
-            loss = F.smooth_l1_loss(q_taken, target, beta=1.0)
+            per_sample = F.smooth_l1_loss(q_taken, target, beta=1.0, reduction="none")
         else:
-            loss = F.mse_loss(q_taken, target)
+            per_sample = F.mse_loss(q_taken, target, reduction="none")
+        return per_sample, (target - q_taken).detach().abs(), q_taken.detach()
+
+    def categorical_loss(self, obs, actions, rewards, discounts, next_obs):
+        """(per-sample cross-entropy, the same as priority, expected Q of the actions taken)."""
+        support = self.online.support
+        with torch.no_grad():
+            best = self.next_actions(next_obs)
+            rows = torch.arange(len(best), device=best.device)
+            next_probs = self.target(next_obs)[rows, best].exp()
+            target = categorical_projection(next_probs, rewards, discounts, support)
+        log_probs = self.online(obs)[torch.arange(len(actions), device=actions.device), actions]
+        per_sample = -(target * log_probs).sum(dim=1)
+        q_taken = (log_probs.detach().exp() * support).sum(dim=1)
+        return per_sample, per_sample.detach(), q_taken
+
+    def update(self, obs, actions, rewards, discounts, next_obs, weights=None) -> dict[str, torch.Tensor]:
+        """One gradient step on a batch of device tensors; `weights` are prioritized replay's
+        importance-sampling weights (None: a plain mean). Returns detached device tensors (no
+        host sync here; the caller reads them when it needs them)."""
+        obs = obs.contiguous(memory_format=self.memory_format)
+        next_obs = next_obs.contiguous(memory_format=self.memory_format)
+        # Noisy nets: fresh noise for each update, independently for the online and the target
+        # network (the NoisyNet-DQN loss of Fortunato et al. 2018); acting uses the online noise
+        # until the next update.
+        self.online.reset_noise()
+        self.target.reset_noise()
+        loss_of = self.categorical_loss if self.online.distributional else self.scalar_td_loss
+        per_sample, priorities, q_taken = loss_of(obs, actions, rewards, discounts, next_obs)
+        loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.max_grad_norm is not None:
@@ -111,7 +141,7 @@ class DQNAgent:
             self.soft_update()
         elif self.updates % self.target_update_period_updates == 0:
             self.sync_target()
-        return {"loss": loss.detach(), "q_mean": q_taken.detach().mean()}
+        return {"loss": loss.detach(), "q_mean": q_taken.mean(), "priorities": priorities}
 
     @torch.no_grad()
     def sync_target(self) -> None:
@@ -137,14 +167,32 @@ class DQNAgent:
         self.updates = int(state["updates"])
 
 
+def categorical_projection(
+    next_probs: torch.Tensor, rewards: torch.Tensor, discounts: torch.Tensor, support: torch.Tensor
+) -> torch.Tensor:
+    """Project r + gamma^k z (each atom z of the next state's distribution, clipped to the
+    support's ends) back onto the support, splitting each atom's mass between its two
+    neighbours in proportion to closeness (Bellemare et al. 2017, Algorithm 1). `discounts` is
+    0 at a terminal: all mass then lands on r. Returns (B, atoms), each row summing to 1."""
+    v_min, v_max, atoms = support[0], support[-1], len(support)
+    delta = (v_max - v_min) / (atoms - 1)
+    shifted = (rewards.unsqueeze(1) + discounts.unsqueeze(1) * support.unsqueeze(0)).clamp(v_min, v_max)
+    b = ((shifted - v_min) / delta).clamp(0, atoms - 1)  # rounding must not leave the support
+    lower, upper = b.floor().long(), b.ceil().long()
+    # b on an atom exactly: lower == upper, and the whole mass goes to it
+    lower_share = torch.where(lower == upper, torch.ones_like(b), upper.to(b.dtype) - b)
+    upper_share = b - lower.to(b.dtype)
+    projected = torch.zeros_like(next_probs)
+    projected.scatter_add_(1, lower, next_probs * lower_share)
+    projected.scatter_add_(1, upper, next_probs * upper_share)
+    return projected
+
+
 def agent_from_config(cfg, num_actions: int, device: torch.device, seed: int | np.random.SeedSequence) -> DQNAgent:
     """`seed` seeds the exploration stream (the trainer gives it its own SeedSequence child)."""
     return DQNAgent(
         num_actions,
-        frame_stack=cfg.env.frame_stack,
-        frame_size=cfg.env.frame_size,
-        hidden_size=cfg.network.hidden_size,
-        dueling=cfg.network.dueling,
+        network=network_settings(to_dict(cfg)),
         channels_last=cfg.network.channels_last,
         loss=cfg.agent.loss,
         double_dqn=cfg.agent.double_dqn,

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dqn_atari.config import Config, to_dict
 from dqn_atari.replay import ReplayBuffer, ReplayError, crc_of_file, write_synced
 
 # Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
@@ -37,8 +38,12 @@ STRUCTURAL_KEYS = (
     "env.frame_stack_restart_on_life_loss",
     "network.hidden_size",
     "network.dueling",
+    "network.noisy",
+    "agent.distributional",
+    "agent.atoms",
     "replay.capacity",
     "replay.n_step",
+    "replay.prioritized",
 )
 
 # For tests of atomicity: DQN_ATARI_CRASH_AT=<stage> kills the process (as SIGKILL would) at
@@ -170,10 +175,12 @@ class Checkpointer:
 
 def structural_differences(saved: dict, current: dict) -> list[str]:
     """'key: saved -> current' for each structural setting that differs."""
+    defaults = to_dict(Config())  # for settings that a checkpoint older than them lacks
     out = []
     for key in STRUCTURAL_KEYS:
         section, name = key.split(".")
-        a, b = saved.get(section, {}).get(name), current.get(section, {}).get(name)
+        default = defaults[section][name]
+        a, b = saved.get(section, {}).get(name, default), current.get(section, {}).get(name, default)
         if a != b:
             out.append(f"{key} is {a!r} in the checkpoint but {b!r} now")
     return out

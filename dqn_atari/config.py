@@ -56,6 +56,10 @@ class NetworkConfig:
     hidden_size: int = 512
     # Dueling head (Wang et al. 2016): Q = V + A - mean(A), two streams of hidden_size units.
     dueling: bool = False
+    # Noisy linear layers in the head (Fortunato et al. 2018, factorised Gaussian noise); they
+    # explore by themselves, so configs using them set agent.epsilon_* to 0.
+    noisy: bool = False
+    noisy_sigma0: float = 0.5
     # NHWC convolutions are faster on CUDA with cuDNN; on CPU the default layout is faster.
     channels_last: bool = False
 
@@ -64,6 +68,13 @@ class NetworkConfig:
 class ReplayConfig:
     capacity: int = 1_000_000
     n_step: int = 1
+    # Prioritized replay (Schaul et al. 2016, proportional): P(i) ~ (loss_i + 1e-6)^alpha, with
+    # importance-sampling weights whose beta moves linearly from beta_start to beta_end over
+    # train.total_frames.
+    prioritized: bool = False
+    priority_alpha: float = 0.5
+    priority_beta_start: float = 0.4
+    priority_beta_end: float = 1.0
     # Keep the uint8 frame store on the training device (a GPU), so sampling never copies frames
     # from host memory; 1M frames take 7 GB of GPU memory.
     frames_on_device: bool = False
@@ -92,6 +103,12 @@ class AgentConfig:
     # with tau < 1 the target is instead moved softly by tau at every update.
     target_update_period_steps: int = 10_000
     tau: float = 1.0
+    # Distributional RL (C51, Bellemare et al. 2017): a categorical distribution over `atoms`
+    # returns evenly spaced on [v_min, v_max], learned by cross-entropy to the projected target.
+    distributional: bool = False
+    atoms: int = 51
+    v_min: float = -10.0
+    v_max: float = 10.0
     epsilon_start: float = 1.0
     epsilon_end: float = 0.1
     # Nature's "final exploration frame 1,000,000" is 1M agent steps in DeepMind's code = 4M frames.
@@ -167,6 +184,9 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("network.hidden_size", lambda v: v >= 1, "an integer >= 1"),
     ("replay.capacity", lambda v: v >= 1, "a positive integer"),
     ("replay.n_step", lambda v: v >= 1, "an integer >= 1"),
+    ("replay.priority_alpha", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("replay.priority_beta_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
+    ("replay.priority_beta_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("optimizer.lr", lambda v: v > 0, "a positive number"),
     ("optimizer.eps", lambda v: v > 0, "a positive number"),
     ("optimizer.rmsprop_alpha", lambda v: 0 <= v < 1, "a number in [0, 1)"),
@@ -174,6 +194,8 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("agent.gamma", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.target_update_period_steps", lambda v: v >= 1, "an integer >= 1"),
     ("agent.tau", lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("agent.atoms", lambda v: v >= 2, "an integer >= 2"),
+    ("network.noisy_sigma0", lambda v: v >= 0, "a number >= 0"),
     ("agent.epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.epsilon_decay_frames", lambda v: v >= 1, "an integer >= 1"),
@@ -292,6 +314,8 @@ def validate(cfg: Config) -> None:
         value = get(cfg, key)
         if not ok(value):
             raise ConfigError(f"config key '{key}' must be {valid}, got {value!r}")
+    if cfg.agent.v_min >= cfg.agent.v_max:
+        raise ConfigError(f"config key 'agent.v_min' ({cfg.agent.v_min}) must be below 'agent.v_max' ({cfg.agent.v_max})")
     if cfg.agent.epsilon_end > cfg.agent.epsilon_start:
         raise ConfigError(
             f"config key 'agent.epsilon_end' ({cfg.agent.epsilon_end}) must not exceed "

@@ -166,23 +166,22 @@ def find_checkpoint(target: str | Path) -> Path:
 
 
 def load_policy(checkpoint: Path, device: torch.device):
-    """(network, config dict, state dict) from a checkpoint; nothing is unpickled."""
-    from dqn_atari.networks import QNetwork
+    """(network, config dict, state dict) from a checkpoint or snapshot; nothing is unpickled."""
+    from dqn_atari.networks import QNetwork, network_settings
 
     try:
         state = json.loads((checkpoint / "state.json").read_text())
         model = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
         weights = model["agent"]["online"]
-    except (OSError, json.JSONDecodeError, RuntimeError, KeyError, EOFError, ValueError) as err:
+        cfg = state["config"]
+        settings = network_settings(cfg)
+        # The output layer holds actions x atoms units; its name depends on the head.
+        output_bias = next(k for k in weights if k.startswith(("head.layers.2.bias", "head.advantage.2.bias")))
+        network = QNetwork(weights[output_bias].shape[0] // settings["atoms"], **settings)
+        network.load_state_dict(weights)
+    except (OSError, json.JSONDecodeError, RuntimeError, KeyError, EOFError, ValueError, StopIteration, TypeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
-    cfg = state["config"]
-    dueling = bool(cfg["network"].get("dueling", False))
-    num_actions = weights["head.advantage.2.weight" if dueling else "head.2.weight"].shape[0]
-    network = QNetwork(
-        num_actions, cfg["env"]["frame_stack"], cfg["env"]["frame_size"], cfg["network"]["hidden_size"], dueling
-    )
-    network.load_state_dict(weights)
     return network.to(device).eval(), cfg, state
 
 
@@ -241,7 +240,7 @@ def evaluate_checkpoint(
 
     @torch.no_grad()
     def q_values(obs: np.ndarray) -> np.ndarray:
-        return network(torch.from_numpy(obs).to(torch_device)).cpu().numpy()
+        return network.q_values(torch.from_numpy(obs).to(torch_device)).cpu().numpy()
 
     recorders: dict[int, EpisodeVideo] = {}
 

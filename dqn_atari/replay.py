@@ -37,7 +37,6 @@ CHUNK_ENTRIES = 16_384
 TERMINAL, TRUNCATED, FIRST, LAST = 1, 2, 4, 8  # bits of `flags`
 BACK_SHIFT = 4  # flags >> BACK_SHIFT: distance to the game's first frame, capped at stack-1
 SAVE_FORMAT = 2  # format 1 saves lack the `back` bits; they are rebuilt on load
-_SMALL_ARRAYS = ("actions", "rewards", "flags")
 
 
 class ReplayError(RuntimeError):
@@ -55,6 +54,8 @@ class Batch:
     next_obs: np.ndarray  # (B, stack, H, W) uint8
     env_index: np.ndarray  # (B,) which ring
     position: np.ndarray  # (B,) which entry of the ring
+    # (B,) float32 importance-sampling weights of prioritized replay; None for uniform sampling
+    weights: np.ndarray | None = None
 
 
 def memory_available_bytes() -> int:
@@ -69,6 +70,9 @@ def memory_available_bytes() -> int:
 
 
 class ReplayBuffer:
+    # Per-entry arrays beside the frames, saved whole at each checkpoint.
+    small_arrays: tuple[str, ...] = ("actions", "rewards", "flags")
+
     def __init__(
         self,
         capacity: int,
@@ -142,7 +146,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         frames = self.frames.nbytes if isinstance(self.frames, np.ndarray) else self.frames.numel()
-        return frames + sum(getattr(self, name).nbytes for name in _SMALL_ARRAYS)
+        return frames + sum(getattr(self, name).nbytes for name in self.small_arrays)
 
     # ------------------------------------------------------------------ writing
     def add(
@@ -211,9 +215,10 @@ class ReplayBuffer:
             self.flags[e, order] = (flags & ((1 << BACK_SHIFT) - 1)) | (back << BACK_SHIFT).astype(np.uint8)
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, batch_size: int) -> Batch:
+    def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
         """Uniform over valid transitions, by rejection (invalid ones are a small fraction:
-        each game's last entry, the newest n entries, and the oldest few of a full ring)."""
+        each game's last entry, the newest n entries, and the oldest few of a full ring).
+        `beta` is for prioritized replay's weights; uniform sampling has none."""
         held = int(self.count.sum())
         if held < 2:
             raise ReplayError("replay holds too few transitions to sample from")
@@ -316,6 +321,10 @@ class ReplayBuffer:
             position=pos,
         )
 
+    def update_priorities(self, envs, positions, losses) -> None:
+        """Prioritized replay's hook after each update; uniform replay keeps no priorities (and
+        so never reads the losses back from the device)."""
+
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict:
         return {
@@ -324,6 +333,12 @@ class ReplayBuffer:
             "game_starts": self.game_starts.tolist(),
             "rng": self.rng.bit_generator.state,
         }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.cursor[:] = state["cursor"]
+        self.count[:] = state["count"]
+        self.game_starts[:] = state["game_starts"]
+        self.rng.bit_generator.state = state["rng"]
 
     def save(self, directory: str | Path, reuse_from: str | Path | None = None) -> None:
         """Plain .npy files (no pickle) and a manifest with shapes, counters and CRC32s.
@@ -334,7 +349,7 @@ class ReplayBuffer:
         directory.mkdir(parents=True, exist_ok=True)
         previous = _read_manifest(Path(reuse_from)) if reuse_from else None
         files = {}
-        for name in _SMALL_ARRAYS:
+        for name in self.small_arrays:
             files[f"{name}.npy"] = _save_npy(directory / f"{name}.npy", getattr(self, name))
         chunks = {}
         for e in range(self.num_envs):
@@ -379,7 +394,9 @@ class ReplayBuffer:
         for key, value in expected.items():
             if manifest.get(key) != value:
                 raise ReplayError(f"replay in {directory} has {key}={manifest.get(key)}, this run needs {value}")
-        for name in _SMALL_ARRAYS:
+        for name in self.small_arrays:
+            if f"{name}.npy" not in manifest["files"]:
+                raise ReplayError(f"replay in {directory} has no {name}.npy (saved by another kind of replay)")
             array = _load_npy(directory / f"{name}.npy", manifest["files"][f"{name}.npy"])
             getattr(self, name)[...] = array
         for fname, info in manifest["chunks"].items():
@@ -389,11 +406,7 @@ class ReplayBuffer:
                 part = _to_tensor(part, self.frames.device)
             self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = part
             self.chunk_version[e, c] = info["version"]
-        state = manifest["state"]
-        self.cursor[:] = state["cursor"]
-        self.count[:] = state["count"]
-        self.game_starts[:] = state["game_starts"]
-        self.rng.bit_generator.state = state["rng"]
+        self.load_state_dict(manifest["state"])
         if manifest["format"] == 1:
             self.derive_back_bits()
 

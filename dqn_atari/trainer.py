@@ -6,6 +6,7 @@
         store (s, a, clip(r), terminal, s')          replay.add
         every train_frequency steps, after learning_starts:
             sample a minibatch, one TD update        replay.sample, agent.update
+            (prioritized replay: new priorities)     replay.update_priorities
             every target_update_period updates: target <- online   (inside agent.update)
         log, evaluate, checkpoint on their schedules
 """
@@ -29,6 +30,7 @@ from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
 from dqn_atari.evaluation import observation_settings, play_episodes
 from dqn_atari.metrics import Logger, Progress
+from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
 from dqn_atari.replay import Batch, ReplayBuffer
 
 
@@ -60,7 +62,8 @@ def batch_to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, .
             return torch.from_numpy(a)
         return torch.from_numpy(np.ascontiguousarray(a)).pin_memory().to(device, non_blocking=True)
 
-    return tuple(move(a) for a in (batch.obs, batch.actions, batch.rewards, batch.discounts, batch.next_obs))
+    arrays = (batch.obs, batch.actions, batch.rewards, batch.discounts, batch.next_obs)
+    return tuple(move(a) for a in arrays) + (None if batch.weights is None else move(batch.weights),)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -90,7 +93,10 @@ class Trainer:
 
         self.envs = envs or vector_env_from_config(cfg.env)
         self.agent = agent_from_config(cfg, self.envs.num_actions, self.device, exploration)
-        self.replay = ReplayBuffer(
+        replay_kind, replay_options = ReplayBuffer, {}
+        if cfg.replay.prioritized:
+            replay_kind, replay_options = PrioritizedReplayBuffer, {"alpha": cfg.replay.priority_alpha}
+        self.replay = replay_kind(
             cfg.replay.capacity,
             cfg.env.num_envs,
             frame_shape=(cfg.env.frame_size, cfg.env.frame_size),
@@ -100,6 +106,7 @@ class Trainer:
             seed=sampling,
             frames_device=self.device if cfg.replay.frames_on_device else None,
             padding=cfg.env.frame_stack_padding,
+            **replay_options,
         )
         # Counters. frames = agent steps x frame_skip (an action repeat cut short by game over
         # still counts as frame_skip frames, as in the papers' budgets).
@@ -199,10 +206,16 @@ class Trainer:
             return 0
         return (self.steps - t.learning_starts_steps) // t.train_frequency_steps + 1
 
+    def priority_beta(self) -> float:
+        """Prioritized replay's importance-sampling exponent: beta_start -> beta_end over the run."""
+        start, end = self.cfg.replay.priority_beta_start, self.cfg.replay.priority_beta_end
+        return start + (end - start) * min(1.0, self.frames / self.cfg.train.total_frames)
+
     def learn(self) -> None:
         while self.agent.updates < self.updates_due():
-            batch = self.replay.sample(self.cfg.train.batch_size)
+            batch = self.replay.sample(self.cfg.train.batch_size, beta=self.priority_beta())
             stats = self.agent.update(*batch_to_device(batch, self.device))
+            self.replay.update_priorities(batch.env_index, batch.position, stats["priorities"])
             self._interval.add(stats)
 
     # ------------------------------------------------------------------ bookkeeping
@@ -340,7 +353,8 @@ class _IntervalStats:
         self.count = 0
 
     def add(self, stats: dict[str, torch.Tensor]) -> None:
-        for k, v in stats.items():
+        for k in ("loss", "q_mean"):
+            v = stats[k]
             self.sums[k] = self.sums[k] + v if k in self.sums else v.clone()
         self.count += 1
 

@@ -11,7 +11,7 @@ from dqn_atari.networks import QNetwork
 def constant_q(net: QNetwork, values) -> None:
     """Make a network output `values` for every input: zero last-layer weights, bias = values."""
     with torch.no_grad():
-        last = net.head[-1]
+        last = net.head.layers[-1]
         last.weight.zero_()
         last.bias.copy_(torch.tensor(values, dtype=torch.float32))
 
@@ -32,7 +32,7 @@ def test_network_takes_uint8_and_outputs_one_value_per_action():
     assert q.shape == (5, 6) and q.dtype == torch.float32
     convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
     assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
-    assert net.head[0].out_features == 512
+    assert net.head.layers[0].out_features == 512
 
 
 @pytest.mark.parametrize("double_dqn,expected_next", [(False, 3.0), (True, 1.0)])
@@ -150,3 +150,78 @@ def test_dueling_head_is_value_plus_centred_advantage():
     obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
     features = net.features(obs.float() / 255)
     torch.testing.assert_close(net(obs).mean(dim=1), net.head.value(features).squeeze(1))
+
+
+def test_noisy_layer_shapes_initialisation_noise_statistics_and_seeding():
+    from dqn_atari.networks import NoisyLinear
+
+    torch.manual_seed(0)
+    layer = NoisyLinear(4000, 3, sigma0=0.5)
+    assert layer.weight_mu.shape == layer.weight_sigma.shape == (3, 4000)
+    assert layer.noise_in.shape == (4000,) and layer.noise_out.shape == (3,)
+    bound = 1 / 4000**0.5
+    assert layer.weight_mu.abs().max() <= bound and torch.allclose(layer.weight_sigma, torch.tensor(0.5 * bound))
+    # f(x) = sign(x) sqrt(|x|) of a standard normal: mean 0, mean square E|x| = sqrt(2/pi)
+    draws = []
+    for _ in range(50):
+        layer.reset_noise()
+        draws.append(layer.noise_in.clone())
+    draws = torch.stack(draws)
+    assert abs(draws.mean().item()) < 0.01
+    assert abs(draws.pow(2).mean().item() - (2 / np.pi) ** 0.5) < 0.01
+    # The output moves with the noise, and the same torch seed gives the same noise.
+    x = torch.randn(2, 4000)
+    before = layer(x)
+    layer.reset_noise()
+    assert not torch.allclose(before, layer(x))
+    torch.manual_seed(7)
+    layer.reset_noise()
+    first = layer(x)
+    torch.manual_seed(7)
+    layer.reset_noise()
+    torch.testing.assert_close(layer(x), first)
+    with torch.no_grad():
+        layer.weight_sigma.zero_()
+        layer.bias_sigma.zero_()
+    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight_mu, layer.bias_mu))
+
+
+def test_categorical_projection_by_hand():
+    """Support -2..2 (5 atoms, spacing 1). Rows: a terminal with reward 0.5; reward 1 and
+    gamma^k 0.5 on a uniform distribution; targets beyond either end of the support."""
+    from dqn_atari.agent import categorical_projection
+
+    support = torch.linspace(-2, 2, 5)
+    uniform = torch.full((4, 5), 0.2)
+    projected = categorical_projection(
+        uniform, torch.tensor([0.5, 1.0, 5.0, -5.0]), torch.tensor([0.0, 0.5, 1.0, 0.9]), support
+    )
+    expected = torch.tensor(
+        [
+            [0.0, 0.0, 0.5, 0.5, 0.0],  # all mass at 0.5: half to atom 0, half to atom 1
+            [0.0, 0.0, 0.3, 0.4, 0.3],  # 1 + 0.5 z = 0, 0.5, 1, 1.5, 2
+            [0.0, 0.0, 0.0, 0.0, 1.0],  # clipped at v_max
+            [1.0, 0.0, 0.0, 0.0, 0.0],  # clipped at v_min
+        ]
+    )
+    torch.testing.assert_close(projected, expected)
+    torch.testing.assert_close(projected.sum(dim=1), torch.ones(4))
+
+
+@pytest.mark.parametrize("double_dqn", [False, True])
+def test_rainbow_network_composes_and_updates(double_dqn):
+    """C51 with dueling and noisy heads (and Double DQN): Q-values are the distributions'
+    expected values, and an update gives a finite loss and one priority per sample."""
+    torch.manual_seed(0)
+    agent = DQNAgent(
+        4, network={"dueling": True, "noisy": True, "atoms": 51}, double_dqn=double_dqn,
+        optimizer="adam", lr=6.25e-5, eps=1.5e-4,
+    )
+    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
+    log_probs = agent.online(obs)
+    assert log_probs.shape == (8, 4, 51)
+    torch.testing.assert_close(log_probs.exp().sum(dim=2), torch.ones(8, 4))
+    torch.testing.assert_close(agent.online.q_values(obs), (log_probs.exp() * torch.linspace(-10, 10, 51)).sum(dim=2))
+    weights = torch.rand(8)
+    stats = agent.update(obs, torch.randint(0, 4, (8,)), torch.ones(8), torch.full((8,), 0.97), obs, weights)
+    assert torch.isfinite(stats["loss"]) and stats["priorities"].shape == (8,) and (stats["priorities"] > 0).all()

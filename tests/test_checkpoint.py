@@ -74,14 +74,23 @@ def metric_points(run: Path, tag: str) -> list[int]:
         return [int(r["frames"]) for r in csv.DictReader(f) if r["tag"] == tag]
 
 
+# Rainbow's pieces on the smoke run: the sum tree, beta's position and the noise must all resume.
+RAINBOW = [
+    "network.dueling=true", "network.noisy=true", "replay.n_step=3", "replay.prioritized=true",
+    "agent.double_dqn=true", "agent.distributional=true", "agent.epsilon_start=0", "agent.epsilon_end=0",
+    "optimizer.lr=6.25e-5", "optimizer.eps=1.5e-4",
+]
+
+
 @pytest.mark.e2e
-def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+@pytest.mark.parametrize("extra", [[], RAINBOW], ids=["dqn", "rainbow"])
+def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
     straight = tmp_path / "straight"
-    assert train(straight).returncode == 0
+    assert train(straight, *extra).returncode == 0
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={killed}"],
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={killed}", *extra],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 900  # generous: a loaded machine can be several times slower
