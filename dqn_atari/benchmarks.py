@@ -124,12 +124,13 @@ def bench_env(seconds: float = 5.0) -> dict:
 
 
 # ---------------------------------------------------------------------------- replay
-def _full_replay(capacity: int):
+def _full_replay(capacity: int, prioritized: bool = False):
     """A replay filled to capacity as the trainer would leave it: games of 500 steps, frames of
-    varied content."""
+    varied content (and for prioritized replay, varied priorities on every valid entry)."""
+    from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
     from dqn_atari.replay import FIRST, LAST, TERMINAL, ReplayBuffer
 
-    buf = ReplayBuffer(capacity, 1, seed=0)
+    buf = (PrioritizedReplayBuffer if prioritized else ReplayBuffer)(capacity, 1, seed=0)
     rng = np.random.default_rng(0)
     block = rng.integers(0, 255, size=(1024, 84, 84), dtype=np.uint8)
     for start in range(0, capacity, 1024):  # in blocks: a temporary copy of 7 GB would not fit
@@ -142,6 +143,10 @@ def _full_replay(capacity: int):
     buf.count[0] = capacity
     buf.cursor[0] = 0
     buf.derive_back_bits()
+    if prioritized:  # every entry but a game's last (and the newest, whose successor is missing)
+        drawable = (game_position != 500) & (positions < capacity - 1)
+        buf.priorities[0] = np.where(drawable, rng.random(capacity) + 0.01, 0.0)
+        buf.tree.set_all(buf.priorities.reshape(-1))
     return buf
 
 
@@ -164,6 +169,21 @@ def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
         "numpy_gather_bound_batches_per_s": gather_rate,
     }
     out["sample_vs_gather_bound"] = sample_rate / gather_rate
+    del buf  # two full 1M buffers need not fit at once
+
+    prioritized = _full_replay(capacity, prioritized=True)
+    uniform = _full_replay(capacity)
+    losses = rng.random(batch)
+
+    def prioritized_round():  # what the trainer does per update: sample, then new priorities
+        b = prioritized.sample(batch, beta=0.5)
+        prioritized.update_priorities(b.env_index, b.position, losses)
+
+    per_rate, uniform_rate = _paired(prioritized_round, lambda: uniform.sample(batch), seconds)
+    out["prioritized_bytes_per_transition"] = prioritized.nbytes / capacity
+    out["prioritized_sample_batches_per_s"] = per_rate
+    out["uniform_sample_batches_per_s_paired"] = uniform_rate
+    out["prioritized_vs_uniform_sample"] = per_rate / uniform_rate
     return out
 
 
@@ -203,6 +223,16 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     def ours():
         agent.update(obs, actions, rewards, discounts, next_obs)
 
+    # Rainbow's network and loss: C51 with dueling and noisy heads, Double DQN, weighted.
+    rainbow = DQNAgent(
+        n_actions, network={"dueling": True, "noisy": True, "atoms": 51}, double_dqn=True,
+        optimizer="adam", lr=6.25e-5, eps=1.5e-4, target_update_period_updates=2000, device=device,
+    )
+    weights = torch.rand(b, device=device)
+
+    def rainbow_update():
+        rainbow.update(obs, actions, rewards, discounts, next_obs, weights)
+
     def sync(fn):
         def run():
             fn()
@@ -212,13 +242,17 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
         return run
 
     ours_rate, raw_rate = _paired(sync(ours), sync(raw_update), seconds, block=5)
+    paired_rate, rainbow_rate = _paired(sync(ours), sync(rainbow_update), seconds, block=5)
     out = {
         "device": str(device),
         "batch_size": b,
         "update_ms": 1000 / ours_rate,
         "raw_torch_update_ms": 1000 / raw_rate,
+        "update_ms_beside_rainbow": 1000 / paired_rate,
+        "rainbow_update_ms": 1000 / rainbow_rate,
     }
     out["update_vs_raw"] = out["update_ms"] / out["raw_torch_update_ms"]
+    out["rainbow_vs_update"] = out["rainbow_update_ms"] / out["update_ms_beside_rainbow"]
     return out
 
 
@@ -232,58 +266,65 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
     from dqn_atari.trainer import Trainer, batch_to_device
 
     config = Path(__file__).resolve().parent.parent / "configs" / "pong.yaml"
+    overrides = [
+        "env.game=Pong",
+        "replay.capacity=100000",
+        "train.train_frequency_steps=4",
+        "train.batch_size=32",
+        "eval.every_frames=0",
+        "log.tensorboard=false",
+        "log.csv=false",
+        "log.progress=quiet",
+        "log.every_steps=1000000000",
+        f"train.device={device or 'auto'}",
+    ]
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(
-            config if config.exists() else None,
-            [
-                "env.game=Pong",
-                "replay.capacity=100000",
-                "train.train_frequency_steps=4",
-                "train.batch_size=32",
-                "eval.every_frames=0",
-                "log.tensorboard=false",
-                "log.csv=false",
-                "log.progress=quiet",
-                "log.every_steps=1000000000",
-                f"train.device={device or 'auto'}",
-            ],
-        )
-        trainer = Trainer(cfg, tmp)
+        trainers = {
+            kind: Trainer(load_config(config if config.exists() else None, overrides + [f"replay.prioritized={kind == 'prioritized'}"]), Path(tmp) / kind)
+            for kind in ("uniform", "prioritized")
+        }
+        cfg = trainers["uniform"].cfg
         tf = cfg.train.train_frequency_steps
 
-        def run_steps(n: int) -> None:
+        def run_steps(trainer, n: int) -> None:
             trainer.cfg.train.total_frames = trainer.frames + n * cfg.env.frame_skip
             trainer.train()
 
-        def update_only() -> None:
+        def update_only(trainer=trainers["uniform"]) -> None:
             batch = trainer.replay.sample(32)
             trainer.agent.update(*batch_to_device(batch, trainer.device))
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
 
-        # Warm the replay with random play, then learn from the next step on.
-        trainer.cfg.train.learning_starts_steps = 10**12
-        run_steps(5_000)
-        trainer.cfg.train.learning_starts_steps = trainer.steps
+        # Warm each replay with random play, then learn from the next step on.
+        for trainer in trainers.values():
+            trainer.cfg.train.learning_starts_steps = 10**12
+            run_steps(trainer, 5_000)
+            trainer.cfg.train.learning_starts_steps = trainer.steps
         steps_per_round = max(200, int(seconds / 3 * tf * _timed(update_only, 1.0)))
 
-        loop_rates, bound_rates = [], []
-        for _ in range(3):  # interleaved: the loop, then the learner alone
-            start_steps, start = trainer.steps, time.perf_counter()
-            run_steps(steps_per_round)
-            loop_rates.append((trainer.steps - start_steps) / (time.perf_counter() - start))
+        rates: dict[str, list[float]] = {"uniform": [], "prioritized": [], "bound": []}
+        for _ in range(3):  # interleaved: each loop, then the learner alone
+            for kind, trainer in trainers.items():
+                start_steps, start = trainer.steps, time.perf_counter()
+                run_steps(trainer, steps_per_round)
+                rates[kind].append((trainer.steps - start_steps) / (time.perf_counter() - start))
+            trainer = trainers["uniform"]
             updates_before = trainer.agent.updates
-            bound_rates.append(tf * _timed(update_only, seconds / 6))
+            rates["bound"].append(tf * _timed(update_only, seconds / 6))
             # Those extra updates must not count against the loop's schedule.
             trainer.cfg.train.learning_starts_steps -= (trainer.agent.updates - updates_before) * tf
-        trainer.close()
+        for trainer in trainers.values():
+            trainer.close()
     out = {
-        "device": str(trainer.device),
-        "train_frequency_steps": cfg.train.train_frequency_steps,
-        "train_steps_per_s": float(np.median(loop_rates)),
-        "learner_bound_steps_per_s": float(np.median(bound_rates)),
+        "device": str(trainers["uniform"].device),
+        "train_frequency_steps": tf,
+        "train_steps_per_s": float(np.median(rates["uniform"])),
+        "learner_bound_steps_per_s": float(np.median(rates["bound"])),
+        "prioritized_train_steps_per_s": float(np.median(rates["prioritized"])),
     }
     out["loop_vs_learner_bound"] = out["train_steps_per_s"] / out["learner_bound_steps_per_s"]
+    out["prioritized_vs_uniform_loop"] = out["prioritized_train_steps_per_s"] / out["train_steps_per_s"]
     return out
 
 
@@ -399,8 +440,8 @@ def run(which: str, json_path: str | None = None, seconds: float | None = None, 
 TARGETS = {
     "env": [("wrapper_vs_reference", ">= 0.95"), ("vector_vs_wrapper", ">= 1.8")],
     "replay": [("bytes_per_transition", "<= 7100"), ("sample_vs_gather_bound", ">= 0.7")],
-    "learner": [("update_vs_raw", "<= 1.1")],
-    "loop": [("loop_vs_learner_bound", ">= 0.85")],
+    "learner": [("update_vs_raw", "<= 1.1"), ("rainbow_vs_update", "<= 1.35")],
+    "loop": [("loop_vs_learner_bound", ">= 0.85"), ("prioritized_vs_uniform_loop", ">= 0.9")],
     "checkpoint": [("incremental_vs_full", "<= 0.1")],
     "video": [("record_overhead", "<= 1.5")],
 }

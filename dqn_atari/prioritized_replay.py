@@ -29,7 +29,8 @@ class SumTree:
 
     def __init__(self, size: int):
         self.size = size
-        self.first_leaf = 1 << max(0, (size - 1).bit_length())
+        self.depth = max(0, (size - 1).bit_length())  # levels above the leaves
+        self.first_leaf = 1 << self.depth
         self.nodes = np.zeros(2 * self.first_leaf, dtype=np.float64)
 
     @property
@@ -42,11 +43,10 @@ class SumTree:
     def set(self, index: np.ndarray, values: np.ndarray) -> None:
         node = np.asarray(index, dtype=np.int64) + self.first_leaf
         self.nodes[node] = values
-        while self.first_leaf > 1:
-            node = np.unique(node >> 1)
+        for _ in range(self.depth):
+            # A parent listed twice is recomputed twice from the same children: no need to dedupe.
+            node >>= 1
             self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
-            if node[0] == 1:
-                break
 
     def set_all(self, values: np.ndarray) -> None:
         self.nodes[:] = 0
@@ -61,7 +61,7 @@ class SumTree:
         """For each target in [0, total): the leaf whose prefix-sum interval holds it."""
         node = np.ones(len(targets), dtype=np.int64)
         targets = targets.copy()
-        while node[0] < self.first_leaf:
+        for _ in range(self.depth):
             left = 2 * node
             left_sum = self.nodes[left]
             go_right = targets >= left_sum

@@ -13,11 +13,23 @@ from dqn_atari.envs.vector import AtariVector
 from dqn_atari.trainer import Trainer
 
 
+# Every Rainbow piece at once (as configs/rainbow.yaml), with this test's learning rate and schedule.
+RAINBOW = [
+    "network.dueling=true", "network.noisy=true", "replay.n_step=3", "replay.prioritized=true",
+    "agent.double_dqn=true", "agent.distributional=true", "agent.epsilon_start=0", "agent.epsilon_end=0",
+]
+
+
 @pytest.mark.e2e
-def test_dqn_learns_catch_from_pixels(tmp_path):
+@pytest.mark.parametrize("extensions", [[], RAINBOW], ids=["dqn", "rainbow"])
+def test_dqn_learns_catch_from_pixels(tmp_path, extensions):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
         [
+            # Catch stacks with zeros before a game's first frame (gymnasium's FrameStackObservation)
+            "env.frame_stack_padding=zeros",
+            "env.frame_stack_restart_on_life_loss=false",
+            "env.fire_on_life_loss=false",
             "env.frame_skip=1",
             "replay.capacity=20000",
             "optimizer.lr=0.0005",
@@ -31,6 +43,7 @@ def test_dqn_learns_catch_from_pixels(tmp_path):
             "train.torch_threads=2",
             "log.progress=quiet",
             "log.every_steps=500",
+            *extensions,
         ],
     )
     envs = AtariVector(gym.vector.SyncVectorEnv([make_catch], autoreset_mode=AutoresetMode.SAME_STEP))
