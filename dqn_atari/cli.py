@@ -41,7 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="YAML config, e.g. configs/pong.yaml")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
-    t.add_argument("--help-config", action="store_true", help="list every config key with its default, then exit")
+    t.add_argument(
+        "--help-config", action="store_true",
+        help="list every config key with its default, allowed values and meaning, then exit",
+    )
 
     sub.add_parser("games", help="list the Atari games available (ROMs ship inside ale-py)")
 
@@ -174,12 +177,13 @@ def _cmd_games(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from dqn_atari.config import all_keys, get, load_config, save_config, Config
+    from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, load_config, save_config
 
     if args.help_config:
-        defaults = Config()
+        defaults, descriptions = Config(), key_descriptions()
         for key in all_keys():
-            print(f"{key} = {get(defaults, key)!r}")
+            print(f"{key} = {get(defaults, key)!r}  ({key_choices(key)})")
+            print(f"    {descriptions.get(key) or '-'}")
         return 0
     if args.resume:
         run_dir = Path(args.resume)

@@ -24,22 +24,22 @@ class ConfigError(ValueError):
 
 @dataclass
 class EnvConfig:
-    game: str = "Pong"
+    game: str = "Pong"  # an Atari game; `dqn-atari games` lists them
     # nature: no sticky actions (the NoFrameskip-v4 setting of Mnih et al. 2015);
     # machado: sticky actions with probability 0.25 (Machado et al. 2018, section 5).
     protocol: Literal["nature", "machado"] = "nature"
     # gymnasium: our wrapper stack over ale-py, one emulator per env, stepped in this process;
     # ale_vector: ale-py's C++ AtariVectorEnv, envs stepped on worker threads.
     backend: Literal["gymnasium", "ale_vector"] = "gymnasium"
-    num_envs: int = 1
-    frame_skip: int = 4
-    noop_max: int = 30
-    fire_reset: bool = True
+    num_envs: int = 1  # games played side by side, acted on in one batched forward pass
+    frame_skip: int = 4  # action repeat: frames per agent step (max of the last two observed)
+    noop_max: int = 30  # a game starts with 1..noop_max random no-op frames
+    fire_reset: bool = True  # press FIRE once after reset, in games that wait for it
     # Life loss ends the *learning* episode (zero bootstrap) while the game goes on.
     terminal_on_life_loss: bool = True
-    max_episode_frames: int = 108_000
-    frame_size: int = 84
-    frame_stack: int = 4
+    max_episode_frames: int = 108_000  # a game is truncated (bootstrapped) after this many frames
+    frame_size: int = 84  # frames are resized to frame_size x frame_size
+    frame_stack: int = 4  # frames per observation, newest last
     # What fills a new stack's older slots: zeros (DeepMind's code, Dopamine, DQN Zoo) or the first
     # frame repeated (Baselines, CleanRL). The replay rebuilds stacks the same way.
     frame_stack_padding: Literal["zeros", "first_frame"] = "zeros"
@@ -53,28 +53,28 @@ class EnvConfig:
 
 @dataclass
 class NetworkConfig:
-    hidden_size: int = 512
+    hidden_size: int = 512  # units of the head's hidden layer (each stream's, when dueling)
     # Dueling head (Wang et al. 2016): Q = V + A - mean(A), two streams of hidden_size units.
     dueling: bool = False
     # Noisy linear layers in the head (Fortunato et al. 2018, factorised Gaussian noise); they
     # explore by themselves, so configs using them set agent.epsilon_* to 0.
     noisy: bool = False
-    noisy_sigma0: float = 0.5
+    noisy_sigma0: float = 0.5  # initial noise scale sigma_0 of the noisy layers
     # NHWC convolutions are faster on CUDA with cuDNN; on CPU the default layout is faster.
     channels_last: bool = False
 
 
 @dataclass
 class ReplayConfig:
-    capacity: int = 1_000_000
-    n_step: int = 1
+    capacity: int = 1_000_000  # transitions held (split evenly between the envs)
+    n_step: int = 1  # n-step returns, cut at learning terminals
     # Prioritized replay (Schaul et al. 2016, proportional): P(i) ~ (loss_i + 1e-6)^alpha, with
     # importance-sampling weights whose beta moves linearly from beta_start to beta_end over
     # train.total_frames.
     prioritized: bool = False
-    priority_alpha: float = 0.5
-    priority_beta_start: float = 0.4
-    priority_beta_end: float = 1.0
+    priority_alpha: float = 0.5  # prioritization exponent alpha
+    priority_beta_start: float = 0.4  # importance-sampling exponent at the first frame
+    priority_beta_end: float = 1.0  # ...and at train.total_frames
     # Keep the uint8 frame store on the training device (a GPU), so sampling never copies frames
     # from host memory; 1M frames take 7 GB of GPU memory.
     frames_on_device: bool = False
@@ -85,32 +85,32 @@ class OptimizerConfig:
     # adam; rmsprop (torch's: eps outside the square root); deepmind_rmsprop (the Nature DQN's:
     # centred, eps inside the square root; see dqn_atari/optimizers.py)
     name: Literal["adam", "rmsprop", "deepmind_rmsprop"] = "deepmind_rmsprop"
-    lr: float = 2.5e-4
-    eps: float = 0.01 / 32**2
-    rmsprop_alpha: float = 0.95
-    rmsprop_centered: bool = True
+    lr: float = 2.5e-4  # learning rate
+    eps: float = 0.01 / 32**2  # epsilon of Adam or RMSProp (see `name` for where RMSProp puts it)
+    rmsprop_alpha: float = 0.95  # RMSProp's decay of its running averages
+    rmsprop_centered: bool = True  # torch's RMSprop only: subtract the squared mean gradient
     # None turns gradient-norm clipping off.
     max_grad_norm: Optional[float] = None
 
 
 @dataclass
 class AgentConfig:
-    gamma: float = 0.99
-    loss: Literal["huber", "mse"] = "huber"
-    double_dqn: bool = False
+    gamma: float = 0.99  # discount factor
+    loss: Literal["huber", "mse"] = "huber"  # scalar TD loss (Huber: Nature's error clipping)
+    double_dqn: bool = False  # the online network picks the bootstrap action (van Hasselt et al. 2016)
     # Hard sync every `target_update_period_steps` agent steps (DeepMind's code, Dopamine and
     # DQN Zoo: 10,000; CleanRL: 1,000), i.e. every period / train.train_frequency_steps updates;
     # with tau < 1 the target is instead moved softly by tau at every update.
     target_update_period_steps: int = 10_000
-    tau: float = 1.0
+    tau: float = 1.0  # 1: hard target syncs; below 1: soft updates by tau at every update
     # Distributional RL (C51, Bellemare et al. 2017): a categorical distribution over `atoms`
     # returns evenly spaced on [v_min, v_max], learned by cross-entropy to the projected target.
     distributional: bool = False
-    atoms: int = 51
-    v_min: float = -10.0
-    v_max: float = 10.0
-    epsilon_start: float = 1.0
-    epsilon_end: float = 0.1
+    atoms: int = 51  # atoms of the return distribution
+    v_min: float = -10.0  # lowest return an atom stands for
+    v_max: float = 10.0  # highest return an atom stands for
+    epsilon_start: float = 1.0  # exploration at the first frame
+    epsilon_end: float = 0.1  # exploration after epsilon_decay_frames, annealed linearly
     # Nature's "final exploration frame 1,000,000" is 1M agent steps in DeepMind's code = 4M frames.
     epsilon_decay_frames: int = 4_000_000
 
@@ -119,23 +119,23 @@ class AgentConfig:
 class TrainConfig:
     # Nature: 50M agent steps = 200M frames ("38 days of game experience").
     total_frames: int = 200_000_000
-    learning_starts_steps: int = 50_000
+    learning_starts_steps: int = 50_000  # agent steps of random play before the first update
     # One update every `train_frequency_steps` agent steps, whatever the number of envs.
     train_frequency_steps: int = 4
-    batch_size: int = 32
-    device: str = "auto"
-    torch_threads: int = 0  # 0: let torch decide
-    deterministic: bool = False
+    batch_size: int = 32  # transitions per update
+    device: str = "auto"  # auto (a GPU if there is one), cpu, cuda or cuda:N
+    torch_threads: int = 0  # torch's CPU threads; 0: let torch decide
+    deterministic: bool = False  # torch's deterministic algorithms (bit-exact resume on CUDA too)
 
 
 @dataclass
 class EvalConfig:
-    episodes: int = 10
-    epsilon: float = 0.05
-    every_frames: int = 1_000_000
+    episodes: int = 10  # full games per evaluation during training
+    epsilon: float = 0.05  # exploration while evaluating (Nature: 0.05)
+    every_frames: int = 1_000_000  # evaluate (and keep a model snapshot) this often; 0: never
     # Nature's evaluation cap: 5 minutes of play at 60 Hz = 18,000 frames.
     max_episode_frames: int = 18_000
-    protocol: Literal["nature", "machado"] = "nature"
+    protocol: Literal["nature", "machado"] = "nature"  # no-op starts (nature) or sticky actions (machado)
     # Stop training once an in-training evaluation's mean reaches this score (e.g. 18 for a
     # solved Pong); null trains to train.total_frames.
     stop_at_return: Optional[float] = None
@@ -143,23 +143,24 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    every_steps: int = 10_000
-    tensorboard: bool = True
-    csv: bool = True
+    every_steps: int = 10_000  # agent steps between logged loss, Q, speed and progress lines
+    tensorboard: bool = True  # TensorBoard events in tb/ (x axis: emulator frames)
+    csv: bool = True  # metrics.csv: frames, steps, wall_time, tag, value
+    # auto: a bar on a terminal, plain lines otherwise (SLURM logs); quiet: neither
     progress: Literal["auto", "bar", "lines", "quiet"] = "auto"
 
 
 @dataclass
 class CheckpointConfig:
-    every_frames: int = 1_000_000
-    keep_last: int = 2
+    every_frames: int = 1_000_000  # write a checkpoint this often (and at the end); 0: only at the end
+    keep_last: int = 2  # checkpoints kept; older ones are deleted
 
 
 @dataclass
 class Config:
-    seed: int = 0
-    run_dir: Optional[str] = None
-    runs_root: str = "runs"
+    seed: int = 0  # one seed; every random stream of the run is derived from it
+    run_dir: Optional[str] = None  # the run directory; null: runs_root/<game>-<config>-s<seed>-<time>
+    runs_root: str = "runs"  # where new run directories go
     # Recorded in the run's name; set from the config file's stem when loaded from a file.
     config_name: str = "default"
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -212,6 +213,47 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("checkpoint.every_frames", lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
     ("checkpoint.keep_last", lambda v: v >= 1, "an integer >= 1"),
 ]
+
+
+def key_descriptions(cls: type = Config, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> a one-line description, read from the comments in this file: the comment
+    block right above a field, else the comment at the end of its line."""
+    import inspect
+
+    fields = typing.get_type_hints(cls)
+    out: dict[str, str] = {}
+    block: list[str] = []
+    for line in inspect.getsource(cls).splitlines()[1:]:
+        text = line.strip()
+        if text.startswith("#"):
+            block.append(text.lstrip("#").strip())
+            continue
+        name = text.split(":", 1)[0].strip()
+        if name in fields:
+            if dataclasses.is_dataclass(fields[name]):
+                out.update(key_descriptions(fields[name], prefix + name + "."))
+            else:
+                inline = line.split("  # ", 1)[1].strip() if "  # " in line else ""
+                out[prefix + name] = " ".join(block) or inline
+        block = []
+    return out
+
+
+def key_choices(key: str) -> str:
+    """What values a key takes: its choices, or the range it is checked against."""
+    section, _, name = key.rpartition(".")
+    cls: Any = Config
+    for part in filter(None, section.split(".")):
+        cls = typing.get_type_hints(cls)[part]
+    typ = typing.get_type_hints(cls)[name]
+    if typing.get_origin(typ) is Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(typ)))
+    for ranged, _, valid in _RANGES:
+        if ranged == key:
+            return valid
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    inner = [a for a in typing.get_args(typ) if a is not type(None)] or [typ]
+    return names.get(inner[0], str(typ)) + (" or null" if type(None) in typing.get_args(typ) else "")
 
 
 def all_keys(cls: type = Config, prefix: str = "") -> list[str]:

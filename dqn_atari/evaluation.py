@@ -99,6 +99,8 @@ def play_episodes(
                     recorder.add(env.unwrapped.ale.getScreenRGB(), obs, q, action)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 score += float(reward)
+                if recorder is not None and reward != 0 and hasattr(recorder, "point_scored"):
+                    recorder.point_scored()
                 steps += 1
                 done = terminated or truncated
             if recorder is not None:

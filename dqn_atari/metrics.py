@@ -11,6 +11,11 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 CSV_FIELDS = ("frames", "steps", "wall_time", "tag", "value")
+# TensorBoard's step axis is the papers' budget unit; `progress/agent_steps` maps it to steps.
+AXIS_NOTE = (
+    "Step axis: emulator frames (agent steps x frame_skip, summed over parallel envs), the unit of "
+    "the papers' budgets. The scalar progress/agent_steps gives the agent steps at each frame count."
+)
 
 
 class Logger:
@@ -26,6 +31,8 @@ class Logger:
         self.writer = None
         if tensorboard:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_frames if start_frames else None)
+            if not start_frames:
+                self.writer.add_text("about", AXIS_NOTE, 0)
         self._csv_file = None
         if csv_log:
             if start_frames and self.csv_path.exists():
@@ -79,9 +86,14 @@ def read_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
 
 
 class Progress:
-    """tqdm bar when attached to a terminal, one plain line per report otherwise."""
+    """tqdm bar when attached to a terminal, one plain line per report otherwise.
 
-    def __init__(self, total_frames: int, start_frames: int = 0, mode: str = "auto"):
+    The bar is redrawn every `redraw_seconds` by `tick`, called at each step of the loop with a
+    function that reads cheap host counters (no device sync), so its clock and figures never
+    freeze between logging intervals; plain lines are written at logging intervals only."""
+
+    def __init__(self, total_frames: int, start_frames: int = 0, mode: str = "auto", *,
+                 redraw_seconds: float = 1.0, clock=time.monotonic, file=None):
         self.mode = mode
         if mode == "auto":
             self.mode = "bar" if sys.stderr.isatty() else "lines"
@@ -90,8 +102,23 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_frames, initial=start_frames, unit="frame", unit_scale=True, dynamic_ncols=True)
+            self.bar = tqdm(total=total_frames, initial=start_frames, unit="frame", unit_scale=True,
+                            dynamic_ncols=True, file=file)
         self.last_frames = start_frames
+        self.redraw_seconds, self.clock = redraw_seconds, clock
+        self._drawn_at = clock()
+
+    def tick(self, frames: int, stats) -> None:
+        """Redraw the bar if `redraw_seconds` have passed; `stats()` gives its figures."""
+        if self.bar is None:
+            return
+        now = self.clock()
+        if now - self._drawn_at < self.redraw_seconds:
+            return
+        self._drawn_at = now
+        self.bar.n = frames  # our own pace (above), not tqdm's, decides when to draw
+        self.bar.set_postfix(stats(), refresh=True)
+        self.last_frames = frames
 
     def update(self, frames: int, stats: dict[str, str]) -> None:
         if self.bar is not None:

@@ -25,6 +25,9 @@ from dqn_atari.metrics import read_csv
 PER_RUN_KEYS = {"env.game", "seed", "run_dir", "runs_root", "config_name", "train.device", "train.torch_threads", "train.total_frames"}
 PER_RUN_SECTIONS = {"log", "checkpoint"}
 TAGS = {"eval": "eval/return_mean", "train": "train/episode_return"}
+TRAINING_RETURN_GAMES = 10
+# Bootstrap intervals over fewer seeds than this are not shown: the seeds themselves are.
+FEWEST_SEEDS_FOR_AN_INTERVAL = 5
 
 
 class ResultsError(RuntimeError):
@@ -122,7 +125,48 @@ def curve(run: Run, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
     return frames, values
 
 
+def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
+    """Too few seeds for an interval: every seed's own curve, named at its end; evaluations as
+    points with their spread over games (+/- one standard deviation)."""
+    colour = None
+    for r in runs:
+        cx, cy = curve(r, metric, x)
+        label = f"{name}, seeds {', '.join(str(q.seed) for q in runs)} (one line each)" if colour is None else None
+        if metric == "eval":
+            spread = np.array([v for _, v in r.metrics.get("eval/return_std", [])])
+            yerr = spread if len(spread) == len(cy) else None
+            container = ax.errorbar(cx, cy, yerr=yerr, marker="o", markersize=3, linewidth=1, capsize=2,
+                                    color=colour, label=label)
+            line = container.lines[0]
+        else:
+            (line,) = ax.plot(cx, cy, linewidth=1, color=colour, label=label)
+        colour = line.get_color()
+        ax.annotate(f"s{r.seed}", (cx[-1], cy[-1]), textcoords="offset points", xytext=(3, 0), fontsize=7, color=colour)
+
+
+def _draw_mean_and_band(ax, curves, name: str) -> None:
+    lo_x = max(c[0][0] for c in curves)
+    hi_x = min(c[0][-1] for c in curves)
+    grid = np.linspace(lo_x, hi_x, 100) if hi_x > lo_x else np.array([hi_x])
+    ys = np.stack([np.interp(grid, cx, cy) for cx, cy in curves])  # (seeds, points)
+    (line,) = ax.plot(grid, ys.mean(axis=0), label=f"{name}: mean of {len(curves)} seeds, band: 95% bootstrap CI")
+    bands = np.array([bootstrap_ci(ys[:, i], resamples=2000) for i in range(ys.shape[1])])
+    ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
+
+
 def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "frames") -> tuple[Path, list[Group]]:
+    import matplotlib.pyplot as plt
+
+    fig, groups = draw_curves(paths, metric, x)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150)
+    plt.close(fig)
+    return out, groups
+
+
+def draw_curves(paths, metric: str = "eval", x: str = "frames"):
+    """The learning-curve figure (one panel per game) and the groups drawn in it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,43 +178,33 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
     fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.4), squeeze=False)
     for ax, game in zip(axes[0], games):
         for g in (g for g in groups if g.game == game):
-            curves = [c for c in (curve(r, metric, x) for r in g.runs) if len(c[0])]
-            if not curves:
+            runs = [r for r in g.runs if len(curve(r, metric, x)[0])]
+            if not runs:
                 continue
-            lo_x = max(c[0][0] for c in curves)
-            hi_x = min(c[0][-1] for c in curves)
-            grid = np.linspace(lo_x, hi_x, 100) if hi_x > lo_x else np.array([hi_x])
-            ys = np.stack([np.interp(grid, cx, cy) for cx, cy in curves])  # (seeds, points)
-            mean = ys.mean(axis=0)
-            (line,) = ax.plot(grid, mean, label=f"{g.name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})")
-            if len(curves) > 1:
-                bands = np.array([bootstrap_ci(ys[:, i], resamples=2000) for i in range(ys.shape[1])])
-                ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
+            if len(runs) < FEWEST_SEEDS_FOR_AN_INTERVAL:
+                _draw_seeds(ax, runs, g.name, metric, x)
+            else:
+                _draw_mean_and_band(ax, [curve(r, metric, x) for r in runs], g.name)
         ax.set_title(game)
         ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
         if x == "frames":  # 250k, 1.5M: short tick labels that never run into each other
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
-        ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
+        ax.set_ylabel(
+            "evaluation score (raw; points: mean, bars: +/- 1 std over games)" if metric == "eval"
+            else "training game score (raw, 10-game running mean)",
+            fontsize=8,
+        )
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out, groups
+    return fig, groups
 
 
 @dataclass
 class Score:
     value: float
     source: str  # where the number came from: file, games, epsilon, frames
-
-
-TRAINING_RETURN_GAMES = 10
-# Bootstrap intervals over fewer seeds than this are not shown: the seeds themselves are.
-FEWEST_SEEDS_FOR_AN_INTERVAL = 5
 
 
 def final_evaluation(run: Run) -> Score:

@@ -168,6 +168,7 @@ class Trainer:
                 self.frames += self.frames_per_step
                 self._record_games(step.finished_games)
                 self.learn()
+                progress.tick(self.frames, self.progress_figures)
 
                 if self.steps >= next_log:
                     self.log_interval(epsilon, progress)
@@ -237,7 +238,7 @@ class Trainer:
         # The one host sync of the interval: reading the loss also checks it is finite.
         scalars = self._interval.collect(self.steps, self.agent.updates)
         self._interval.assert_finite(self.steps, self.frames, scalars)
-        scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay)})
+        scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay), "progress/agent_steps": self.steps})
         self.logger.log(self.frames, self.steps, scalars)
         self.logger.flush()  # so `dqn-atari status` and plots see a running job's progress
         mean10 = f"{np.mean(self.recent_scores):.1f}" if self.recent_scores else "n/a"
@@ -245,6 +246,11 @@ class Trainer:
             self.frames,
             {"sps": f"{scalars['perf/steps_per_s']:.0f}", "return10": mean10, "eps": f"{epsilon:.3f}"},
         )
+
+    def progress_figures(self) -> dict[str, str]:
+        """What the progress bar shows between logging intervals: host counters only."""
+        mean10 = f"{np.mean(self.recent_scores):.1f}" if self.recent_scores else "n/a"
+        return {"return10": mean10, "eps": f"{self.epsilon():.3f}"}
 
     def evaluate(self) -> dict:
         e = self.cfg.eval

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import threading
+from collections import deque
 from pathlib import Path
 
 import av
@@ -19,34 +20,49 @@ import cv2
 import numpy as np
 
 FPS = 15  # one video frame per agent step: 60 Hz emulator / action repeat 4 = real time
-PANEL_WIDTH, PANEL_HEIGHT = 336, 630  # drawn at this size, then scaled to the video's height
+PANEL_WIDTH, PANEL_HEIGHT = 336, 630  # the panel's layout at scale 3; drawn directly at the video's height
 
 
 def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
     return frame if factor == 1 else np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
 
 
+def q_label(action_name: str, q: float) -> str:
+    return f"{action_name} {q:+.2f}"
+
+
 def agent_panel(stack: np.ndarray, q_values: np.ndarray, action: int, action_names: list[str], height: int) -> np.ndarray:
-    """RGB panel: the 4 stacked 84x84 frames the network sees (oldest top-left), and one bar per
-    action's Q-value with the chosen action in green."""
-    panel = np.full((PANEL_HEIGHT, PANEL_WIDTH, 3), 24, dtype=np.uint8)
+    """RGB panel drawn at its final height (text is never rescaled): the 4 stacked 84x84 frames
+    the network sees, labelled oldest (t-3) to newest (t), and one bar per action's Q-value,
+    scaled between this frame's lowest and highest Q; the action taken (which may be a random
+    one) is green. Fits all 18 actions of the full action set."""
+    unit = height / PANEL_HEIGHT
+    width = int(round(PANEL_WIDTH * unit))
+    panel = np.full((height, width, 3), 24, dtype=np.uint8)
+    font, small = cv2.FONT_HERSHEY_SIMPLEX, 0.36 * unit
+    tile, gap = int(160 * unit), int(164 * unit)
     for i, frame in enumerate(stack[-4:]):
-        y, x = 8 + (i // 2) * 164, 8 + (i % 2) * 164
-        panel[y : y + 160, x : x + 160] = cv2.resize(frame, (160, 160), interpolation=cv2.INTER_NEAREST)[..., None]
-    top = 8 + 2 * 164 + 4
-    row = max(10, min(22, (PANEL_HEIGHT - top - 4) // max(len(q_values), 1)))
+        y, x = int(8 * unit) + (i // 2) * gap, int(8 * unit) + (i % 2) * gap
+        panel[y : y + tile, x : x + tile] = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_NEAREST)[..., None]
+        name = "t (newest)" if i == 3 else f"t-{3 - i}"
+        cv2.putText(panel, name, (x + 3, y + int(12 * unit)), font, small, (255, 200, 0), 1, cv2.LINE_AA)
+    top = int(8 * unit) + 2 * gap + int(2 * unit)
+    cv2.putText(panel, "Q per action, scaled per frame; green: taken", (int(8 * unit), top + int(10 * unit)), font, small * 0.9, (170, 170, 170), 1, cv2.LINE_AA)
+    top += int(14 * unit)
+    row = max(1, (height - top - int(4 * unit)) // max(len(q_values), 1))
     low, high = float(np.min(q_values)), float(np.max(q_values))
     span = max(high - low, 1e-6)
+    bar_x = int(170 * unit)
     for a, q in enumerate(q_values):
         y = top + a * row
         chosen = a == action
         colour = (60, 200, 90) if chosen else (140, 140, 140)
-        length = int(8 + (float(q) - low) / span * 150)
-        cv2.rectangle(panel, (170, y + 2), (170 + length, y + row - 3), colour, thickness=-1)
-        label = f"{action_names[a][:10]} {q:+.2f}"
-        cv2.putText(panel, label, (8, y + row - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255) if chosen else (200, 200, 200), 1, cv2.LINE_AA)
-    width = int(round(PANEL_WIDTH * height / PANEL_HEIGHT))
-    return cv2.resize(panel, (width, height), interpolation=cv2.INTER_NEAREST)
+        length = int((8 + (float(q) - low) / span * 150) * unit)
+        cv2.rectangle(panel, (bar_x, y + 1), (bar_x + length, y + row - 2), colour, thickness=-1)
+        text_scale = min(small, 0.9 * row / 22)  # a row of 16 px holds text of scale 0.36 * 0.9
+        cv2.putText(panel, q_label(action_names[a], float(q)), (int(8 * unit), y + row - max(2, row // 5)), font,
+                    text_scale, (255, 255, 255) if chosen else (200, 200, 200), 1, cv2.LINE_AA)
+    return panel
 
 
 def rgb_to_upscaled_yuv420(rgb: np.ndarray, factor: int) -> np.ndarray:
@@ -73,7 +89,9 @@ def _encode_frames(connection, path: str, factor: int) -> None:
             rgb = np.frombuffer(data, dtype=np.uint8).reshape(h, w, 3)
             frame = av.VideoFrame.from_ndarray(rgb_to_upscaled_yuv420(rgb, factor), format="yuv420p")
             if container is None:
-                container = av.open(path, mode="w")
+                # faststart: the index goes before the media, so a browser can seek the file over
+                # a server that does not answer range requests
+                container = av.open(path, mode="w", options={"movflags": "faststart"})
                 stream = container.add_stream("libx264", rate=FPS)
                 stream.width, stream.height = frame.width, frame.height
                 stream.pix_fmt = "yuv420p"
@@ -98,8 +116,13 @@ class EpisodeVideo:
     def __init__(self, path: str | Path, scale: int = 3, panel: bool = False, gif_seconds: float = 0.0, action_names=None):
         self.path = Path(path)
         self.scale, self.panel, self.action_names = scale, panel, action_names or []
+        # The GIF: the window of `gif_seconds` that ends one second after the first point scored
+        # (by either side), or the first seconds when no point is scored.
         self.gif_frames: list[np.ndarray] = []
         self.gif_limit = int(gif_seconds * FPS)
+        self._recent: deque[np.ndarray] = deque(maxlen=max(self.gif_limit, 1))
+        self._first_seconds: list[np.ndarray] = []
+        self._gif_ends_at: int | None = None
         self.frames = 0
         # fork: the child starts in milliseconds and touches only numpy and PyAV.
         context = multiprocessing.get_context("fork")
@@ -127,9 +150,19 @@ class EpisodeVideo:
         finally:
             sender.close()
 
+    def point_scored(self) -> None:
+        """The game's score changed with the last action: the GIF will show this moment."""
+        if self._gif_ends_at is None:
+            self._gif_ends_at = self.frames + FPS
+
     def add(self, rgb: np.ndarray, stack: np.ndarray | None = None, q_values=None, action: int | None = None) -> None:
-        if len(self.gif_frames) < self.gif_limit:
-            self.gif_frames.append(rgb.copy())
+        if self.gif_limit:
+            if self._gif_ends_at is None:
+                self._recent.append(rgb.copy())
+                if len(self._first_seconds) < self.gif_limit:
+                    self._first_seconds.append(self._recent[-1])
+            elif self.frames < self._gif_ends_at:
+                self._recent.append(rgb.copy())
         image = rgb
         if self.panel:
             panel = agent_panel(stack, np.asarray(q_values), action, self.action_names, rgb.shape[0] * self.scale)
@@ -142,6 +175,7 @@ class EpisodeVideo:
         self.frames += 1
 
     def close(self) -> None:
+        self.gif_frames = list(self._recent) if self._gif_ends_at is not None else self._first_seconds
         self._queue.put(None)
         self._writer.join()
         self._process.join()

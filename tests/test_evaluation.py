@@ -80,6 +80,8 @@ def test_video_decodes_as_h264_with_the_expected_frames_and_size(run_dir, tmp_pa
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == steps + 1
     assert frames[0].shape == (630, 480, 3)  # 210x160 upscaled 3x
+    data = open(mp4, "rb").read()
+    assert data.index(b"moov") < data.index(b"mdat")  # "fast start": the index first, seekable without range requests
     # Nearest-neighbour upscale: each emulator pixel is a flat 3x3 block (up to codec noise).
     block = frames[len(frames) // 2][300:303, 240:243].astype(int)
     assert np.abs(block - block[0, 0]).max() <= 12
@@ -132,3 +134,31 @@ def test_corrupt_checkpoint_gives_one_line_and_exit_2(run_dir, tmp_path):
     result = run_cli("evaluate", str(bad))
     assert result.returncode == 2
     assert "cannot read checkpoint" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gif_window_shows_the_first_point_scored(tmp_path):
+    from dqn_atari.video import FPS, EpisodeVideo
+
+    video = EpisodeVideo(tmp_path / "g.mp4", scale=1, gif_seconds=2)
+    for i in range(100):
+        video.add(np.full((210, 160, 3), i, dtype=np.uint8))
+        if i == 50:
+            video.point_scored()  # the score changed with the action taken on frame 50
+    video.close()
+    shown = [int(f[0, 0, 0]) for f in video.gif_frames]
+    # two seconds that end one second after the point: frames 51 - 2*15 + 15 .. 50 + 15
+    assert shown == list(range(51 + FPS - 2 * FPS, 51 + FPS))
+
+
+def test_q_value_panel_fits_the_full_action_set_at_any_scale():
+    from dqn_atari.video import agent_panel, q_label
+
+    names = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN", "UPRIGHT", "UPLEFT", "DOWNRIGHT", "DOWNLEFT", "UPFIRE",
+             "RIGHTFIRE", "LEFTFIRE", "DOWNFIRE", "UPRIGHTFIRE", "UPLEFTFIRE", "DOWNRIGHTFIRE", "DOWNLEFTFIRE"]
+    assert q_label("DOWNLEFTFIRE", 0.5) == "DOWNLEFTFIRE +0.50"  # never cut short
+    stack = np.zeros((4, 84, 84), dtype=np.uint8)
+    for height in (420, 630, 840):
+        panel = agent_panel(stack, np.linspace(-1, 1, 18), 17, names, height)
+        assert panel.shape[0] == height  # drawn at the video's height, never rescaled
+        green = np.flatnonzero((np.abs(panel.astype(int) - [60, 200, 90]).sum(axis=2) < 30).any(axis=1))
+        assert len(green) and green.max() < height - 1  # the last action's bar is inside the panel

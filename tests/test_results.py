@@ -117,3 +117,26 @@ def test_summarize_prefers_the_final_full_evaluation_never_a_recording_and_names
     assert row["training_return_source"][0].startswith("metrics.csv: last 5 training games to 1,000,000 frames, epsilon")
     text = run_cli("summarize", str(run)).stdout
     assert "eval-000001000000-nature-eps0.05/report.json: 30 games" in text and "n/a (< 5 seeds)" in text
+
+
+def test_few_seeds_are_drawn_one_line_each_and_many_get_a_labelled_band(runs, tmp_path):
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+
+    from dqn_atari.results import draw_curves
+
+    fig, _ = draw_curves([runs / "pong-0", runs / "pong-1"])
+    (ax,) = fig.axes
+    assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # 2 seeds: no band
+    assert {t.get_text() for t in ax.texts} == {"s0", "s1"}
+    assert "seeds 0, 1 (one line each)" in ax.get_legend().get_texts()[0].get_text()
+    assert ax.lines[0].get_marker() == "o"  # evaluations are points, with their spread
+    plt.close(fig)
+    many = tmp_path / "many"
+    for seed in range(5):
+        make_run(many, f"pong-{seed}", "Pong", seed, PONG_HN(0.5))
+    fig, _ = draw_curves([many])
+    (ax,) = fig.axes
+    assert [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert "mean of 5 seeds, band: 95% bootstrap CI" in ax.get_legend().get_texts()[0].get_text()
+    plt.close(fig)

@@ -45,6 +45,9 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     loss = events.Scalars("train/loss")
     assert len(loss) >= 5 and all(np.isfinite(e.value) for e in loss)
     assert events.Scalars("train/episode_return")[0].value == returns[0]
+    # The step axis is frames, and says so; agent steps are logged beside them.
+    assert all(e.value * 4 == e.step for e in events.Scalars("progress/agent_steps"))
+    assert "about" in events.Tags()["tensors"]
     # Plain progress lines for a non-terminal (SLURM logs), not a bar.
     assert "frames=" in result.stdout and "eps=" in result.stdout
 
@@ -105,3 +108,27 @@ def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli,
     for epsilon in ("0.05", "0.5"):
         saved = json.loads((run / f"eval-000000002000-nature-eps{epsilon}" / "report.json").read_text())
         assert saved["kind"] == "evaluate" and saved["protocol"]["epsilon"] == float(epsilon)
+
+
+def test_progress_bar_redraws_every_second_between_logging_intervals():
+    import io
+
+    from dqn_atari.metrics import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(10_000, 0, "bar", redraw_seconds=1.0, clock=lambda: now[0], file=out)
+    figures = {"return10": "-20.5", "eps": "0.900"}
+    progress.tick(400, lambda: figures)
+    assert progress.bar.n == 0  # less than a second since the last drawing
+    now[0] = 1.2
+    progress.tick(800, lambda: figures)
+    assert progress.bar.n == 800 and "eps=0.900" in out.getvalue()
+    now[0] = 1.5
+    figures = {"return10": "-19.0", "eps": "0.880"}
+    progress.tick(1200, lambda: figures)
+    assert progress.bar.n == 800
+    now[0] = 2.3
+    progress.tick(1600, lambda: figures)
+    assert progress.bar.n == 1600 and "eps=0.880" in out.getvalue()
+    progress.close()
