@@ -46,12 +46,16 @@ class DQNAgent:
         self.num_actions = num_actions
         self.device = torch.device(device)
         self.loss_name, self.double_dqn = loss, double_dqn
-        self.target_update_period_updates, self.tau, self.max_grad_norm = target_update_period_updates, tau, max_grad_norm
+        self.target_update_period_updates, self.tau, self.max_grad_norm = (
+            target_update_period_updates,
+            tau,
+            max_grad_norm,
+        )
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         # `network`: QNetwork's keyword arguments (frame_stack, dueling, noisy, atoms, ...)
-        self.online = QNetwork(num_actions, **(network or {})).to(self.device, memory_format=self.memory_format)
-        self.target = QNetwork(num_actions, **(network or {})).to(self.device, memory_format=self.memory_format)
+        self.online = self._placed(QNetwork(num_actions, **(network or {})))
+        self.target = self._placed(QNetwork(num_actions, **(network or {})))
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
         self.optimizer = make_optimizer(self.online.parameters(), optimizer, lr, eps, rmsprop_alpha, rmsprop_centered)
@@ -59,6 +63,10 @@ class DQNAgent:
         # Exploration draws come from the agent's own stream, so evaluation or logging code that
         # uses numpy's global RNG cannot change a run's actions.
         self.rng = np.random.Generator(np.random.PCG64(seed))
+
+    def _placed(self, network: QNetwork) -> QNetwork:
+        # Module.to takes memory_format at run time; torch's type stubs do not list it.
+        return network.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()

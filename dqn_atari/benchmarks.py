@@ -11,6 +11,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +46,11 @@ def _paired(fn_a, fn_b, seconds: float, block: int = 20) -> tuple[float, float]:
 def machine() -> dict:
     cpu = platform.processor() or "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
     except OSError:
         pass
     return {
@@ -139,11 +141,13 @@ def _full_replay(capacity: int, prioritized: bool = False):
     buf.actions[0] = rng.integers(0, 6, capacity)
     buf.rewards[0] = rng.choice([-1.0, 0.0, 1.0], capacity)
     game_position = positions % 501
-    buf.flags[0] = np.select([game_position == 0, game_position == 499, game_position == 500], [FIRST, TERMINAL, LAST], 0)
+    buf.flags[0] = np.select(
+        [game_position == 0, game_position == 499, game_position == 500], [FIRST, TERMINAL, LAST], 0
+    )
     buf.count[0] = capacity
     buf.cursor[0] = 0
     buf.derive_back_bits()
-    if prioritized:  # every entry but a game's last (and the newest, whose successor is missing)
+    if isinstance(buf, PrioritizedReplayBuffer):  # every entry but a game's last and the newest
         drawable = (game_position != 500) & (positions < capacity - 1)
         buf.priorities[0] = np.where(drawable, rng.random(capacity) + 0.01, 0.0)
         buf.tree.set_all(buf.priorities.reshape(-1))
@@ -152,7 +156,14 @@ def _full_replay(capacity: int, prioritized: bool = False):
 
 def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
     """Bytes per transition of a full buffer, and sampling rate against the bare numpy gather of
-    the same frames (the floor: no implementation can move fewer bytes)."""
+    the same frames (the floor: no implementation can move fewer bytes); then prioritized
+    sampling (with its priority update) beside uniform sampling."""
+    out = {"capacity": capacity, **_uniform_sampling(seconds, capacity)}
+    out.update(_prioritized_sampling(seconds, capacity))  # one full buffer at a time in memory
+    return out
+
+
+def _uniform_sampling(seconds: float, capacity: int) -> dict:
     buf = _full_replay(capacity)
     rng = np.random.default_rng(1)
     batch = 32
@@ -162,29 +173,31 @@ def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
         return buf.frames[0][p[:, None] + np.arange(5)]
 
     sample_rate, gather_rate = _paired(lambda: buf.sample(batch), bare_gather, seconds)
-    out = {
-        "capacity": capacity,
+    return {
         "bytes_per_transition": buf.nbytes / capacity,
         "sample_batches_per_s": sample_rate,
         "numpy_gather_bound_batches_per_s": gather_rate,
+        "sample_vs_gather_bound": sample_rate / gather_rate,
     }
-    out["sample_vs_gather_bound"] = sample_rate / gather_rate
-    del buf  # two full 1M buffers need not fit at once
 
+
+def _prioritized_sampling(seconds: float, capacity: int) -> dict:
     prioritized = _full_replay(capacity, prioritized=True)
-    uniform = _full_replay(capacity)
-    losses = rng.random(batch)
+    uniform = _full_replay(capacity // 10)  # the uniform reference: its rate does not depend on size
+    batch = 32
+    losses = np.random.default_rng(2).random(batch)
 
     def prioritized_round():  # what the trainer does per update: sample, then new priorities
         b = prioritized.sample(batch, beta=0.5)
         prioritized.update_priorities(b.env_index, b.position, losses)
 
     per_rate, uniform_rate = _paired(prioritized_round, lambda: uniform.sample(batch), seconds)
-    out["prioritized_bytes_per_transition"] = prioritized.nbytes / capacity
-    out["prioritized_sample_batches_per_s"] = per_rate
-    out["uniform_sample_batches_per_s_paired"] = uniform_rate
-    out["prioritized_vs_uniform_sample"] = per_rate / uniform_rate
-    return out
+    return {
+        "prioritized_bytes_per_transition": prioritized.nbytes / capacity,
+        "prioritized_sample_batches_per_s": per_rate,
+        "uniform_sample_batches_per_s_paired": uniform_rate,
+        "prioritized_vs_uniform_sample": per_rate / uniform_rate,
+    }
 
 
 # ---------------------------------------------------------------------------- learner
@@ -195,19 +208,21 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     from dqn_atari.agent import DQNAgent
     from dqn_atari.networks import QNetwork
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(0)
     b, n_actions = 32, 6
-    obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=device)
-    next_obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=device)
-    actions = torch.randint(0, n_actions, (b,), device=device)
-    rewards = torch.randn(b, device=device)
-    discounts = torch.full((b,), 0.99, device=device)
+    obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=on)
+    next_obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=on)
+    actions = torch.randint(0, n_actions, (b,), device=on)
+    rewards = torch.randn(b, device=on)
+    discounts = torch.full((b,), 0.99, device=on)
 
-    agent = DQNAgent(n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period_updates=250, device=device)
+    agent = DQNAgent(
+        n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period_updates=250, device=on
+    )
 
-    online = QNetwork(n_actions).to(device)
-    target = QNetwork(n_actions).to(device)
+    online = QNetwork(n_actions).to(on)
+    target = QNetwork(n_actions).to(on)
     target.load_state_dict(online.state_dict())
     opt = torch.optim.Adam(online.parameters(), lr=1e-4)
 
@@ -225,10 +240,16 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
 
     # Rainbow's network and loss: C51 with dueling and noisy heads, Double DQN, weighted.
     rainbow = DQNAgent(
-        n_actions, network={"dueling": True, "noisy": True, "atoms": 51}, double_dqn=True,
-        optimizer="adam", lr=6.25e-5, eps=1.5e-4, target_update_period_updates=2000, device=device,
+        n_actions,
+        network={"dueling": True, "noisy": True, "atoms": 51},
+        double_dqn=True,
+        optimizer="adam",
+        lr=6.25e-5,
+        eps=1.5e-4,
+        target_update_period_updates=2000,
+        device=on,
     )
-    weights = torch.rand(b, device=device)
+    weights = torch.rand(b, device=on)
 
     def rainbow_update():
         rainbow.update(obs, actions, rewards, discounts, next_obs, weights)
@@ -236,15 +257,15 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     def sync(fn):
         def run():
             fn()
-            if device.type == "cuda":
+            if on.type == "cuda":
                 torch.cuda.synchronize()
 
         return run
 
     ours_rate, raw_rate = _paired(sync(ours), sync(raw_update), seconds, block=5)
     paired_rate, rainbow_rate = _paired(sync(ours), sync(rainbow_update), seconds, block=5)
-    out = {
-        "device": str(device),
+    out: dict[str, Any] = {
+        "device": str(on),
         "batch_size": b,
         "update_ms": 1000 / ours_rate,
         "raw_torch_update_ms": 1000 / raw_rate,
@@ -280,7 +301,12 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {
-            kind: Trainer(load_config(config if config.exists() else None, overrides + [f"replay.prioritized={kind == 'prioritized'}"]), Path(tmp) / kind)
+            kind: Trainer(
+                load_config(
+                    config if config.exists() else None, overrides + [f"replay.prioritized={kind == 'prioritized'}"]
+                ),
+                Path(tmp) / kind,
+            )
             for kind in ("uniform", "prioritized")
         }
         cfg = trainers["uniform"].cfg
@@ -316,7 +342,7 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
             trainer.cfg.train.learning_starts_steps -= (trainer.agent.updates - updates_before) * tf
         for trainer in trainers.values():
             trainer.close()
-    out = {
+    out: dict[str, Any] = {
         "device": str(trainers["uniform"].device),
         "train_frequency_steps": tf,
         "train_steps_per_s": float(np.median(rates["uniform"])),
@@ -386,7 +412,9 @@ def bench_video(seconds: float = 0.0, max_episode_frames: int = 8_000) -> dict:
 
     def play(recorder_for) -> tuple[float, int]:
         start = time.perf_counter()
-        results = play_episodes(q_values, "Pong", episodes=1, epsilon=0.05, max_episode_frames=max_episode_frames, recorder_for=recorder_for)
+        results = play_episodes(
+            q_values, "Pong", episodes=1, epsilon=0.05, max_episode_frames=max_episode_frames, recorder_for=recorder_for
+        )
         return time.perf_counter() - start, results[0].frames
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -417,7 +445,9 @@ BENCHMARKS = {
 }
 
 
-def run(which: str, json_path: str | None = None, seconds: float | None = None, replay_capacity: int = 1_000_000) -> int:
+def run(
+    which: str, json_path: str | None = None, seconds: float | None = None, replay_capacity: int = 1_000_000
+) -> int:
     names = list(BENCHMARKS) if which == "all" else [which]
     results: dict = {"machine": machine()}
     for name in names:

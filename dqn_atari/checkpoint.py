@@ -93,7 +93,8 @@ class Checkpointer:
         files = {}
         files["model.pt"] = write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
         _maybe_crash("model")
-        files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))
+        # numpy's stubs read **arrays as its allow_pickle keyword
+        files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))  # type: ignore[arg-type]
         previous = self.list()
         replay.save(tmp / "replay", reuse_from=previous[0] / "replay" if previous else None)
         _maybe_crash("replay")

@@ -25,7 +25,8 @@ class UserError(Exception):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dqn-atari",
-        description="Nature DQN from Atari pixels: train, evaluate and film agents, run sweeps on SLURM, plot and summarise results.",
+        description="Nature DQN from Atari pixels: train, evaluate and film agents, run sweeps on SLURM, "
+        "plot and summarise results.",
         epilog="Config overrides are dotted key=value pairs, e.g. replay.capacity=100000 env.game=Breakout.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -42,39 +43,61 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     t.add_argument(
-        "--help-config", action="store_true",
+        "--help-config",
+        action="store_true",
         help="list every config key with its default, allowed values and meaning, then exit",
     )
 
     sub.add_parser("games", help="list the Atari games available (ROMs ship inside ale-py)")
 
     def evaluation_options(parser, episodes: int, video_default: bool):
-        parser.add_argument("target", metavar="RUN_DIR|CHECKPOINT", help="a run directory (its newest checkpoint) or a checkpoint directory")
+        parser.add_argument(
+            "target",
+            metavar="RUN_DIR|CHECKPOINT",
+            help="a run directory (its newest checkpoint) or a checkpoint directory",
+        )
         parser.add_argument("--episodes", type=int, default=episodes, help=f"full games to play (default {episodes})")
         if video_default:
             parser.add_argument("--epsilon", type=float, default=0.05, help="exploration while playing (Nature: 0.05)")
         else:
             parser.add_argument(
-                "--epsilon", type=float, nargs="+", default=[0.05],
+                "--epsilon",
+                type=float,
+                nargs="+",
+                default=[0.05],
                 help="exploration during evaluation (Nature: 0.05); several values evaluate each in turn, "
                 "e.g. --epsilon 0.05 0.01 0.001",
             )
-        parser.add_argument("--protocol", choices=["nature", "machado"], default="nature",
-                            help="nature: 30 no-ops max, 18,000-frame cap; machado: sticky actions 0.25, 108,000-frame cap")
+        parser.add_argument(
+            "--protocol",
+            choices=["nature", "machado"],
+            default="nature",
+            help="nature: 30 no-ops max, 18,000-frame cap; machado: sticky actions 0.25, 108,000-frame cap",
+        )
         parser.add_argument("--max-episode-frames", type=int, default=None, help="override the protocol's frame cap")
         parser.add_argument("--game", default=None, help="play another game than the run's (same action count)")
         parser.add_argument("--seed", type=int, default=0, help="game i is seeded with seed + i")
         parser.add_argument(
-            "--out", default=None,
-            help="output directory (default: RUN_DIR/eval-<frames>-<protocol>-eps<epsilon>/, or RUN_DIR/record-<frames>/; "
+            "--out",
+            default=None,
+            help="output directory (default: RUN_DIR/eval-<frames>-<protocol>-eps<epsilon>/, "
+            "or RUN_DIR/record-<frames>/; "
             "with several epsilons, OUT/eps<epsilon>/)",
         )
         if not video_default:
             parser.add_argument("--video", action="store_true", help="record MP4s (by default the best and worst game)")
-        parser.add_argument("--keep", choices=["best-worst", "all"], default="best-worst", help="which games' videos to keep")
-        parser.add_argument("--scale", type=int, default=3, help="integer upscale of the 160x210 screen (nearest-neighbour)")
-        parser.add_argument("--panel", action="store_true", help="add a side panel: the 84x84 stack and Q-values per action")
-        parser.add_argument("--gif-seconds", type=float, default=0.0, help="also write a GIF of the best game's first seconds")
+        parser.add_argument(
+            "--keep", choices=["best-worst", "all"], default="best-worst", help="which games' videos to keep"
+        )
+        parser.add_argument(
+            "--scale", type=int, default=3, help="integer upscale of the 160x210 screen (nearest-neighbour)"
+        )
+        parser.add_argument(
+            "--panel", action="store_true", help="add a side panel: the 84x84 stack and Q-values per action"
+        )
+        parser.add_argument(
+            "--gif-seconds", type=float, default=0.0, help="also write a GIF of the best game's first seconds"
+        )
         parser.add_argument("--device", default="cpu", help="cpu or cuda")
 
     e = sub.add_parser(
@@ -85,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         "mean and the human-normalised score.",
     )
     evaluation_options(e, episodes=30, video_default=False)
-    r = sub.add_parser("record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)")
+    r = sub.add_parser(
+        "record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)"
+    )
     evaluation_options(r, episodes=1, video_default=True)
 
     sm = sub.add_parser(
@@ -99,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every task")
     sm.add_argument("--games", nargs="+", help="games to run (default: the config's)")
     sm.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,7 or 3 (default 0)")
-    sm.add_argument("--time", default="24:00:00", help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)")
+    sm.add_argument(
+        "--time", default="24:00:00", help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)"
+    )
     sm.add_argument("--cpus", type=int, default=4, help="CPUs per task (default 4)")
     sm.add_argument("--mem", default="32G", help="memory per task, e.g. 32G (default 32G)")
     sm.add_argument("--gpus", type=int, default=0, help="GPUs per task (default 0)")
@@ -107,7 +134,9 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--account", help="SLURM account")
     sm.add_argument("--qos", help="SLURM quality of service")
     sm.add_argument("--max-parallel", type=int, help="at most this many tasks at once")
-    sm.add_argument("--signal-seconds", type=int, default=120, help="warn (USR1) this long before the time limit (default 120)")
+    sm.add_argument(
+        "--signal-seconds", type=int, default=120, help="warn (USR1) this long before the time limit (default 120)"
+    )
     sm.add_argument("--sweep-dir", help="where to write the sweep (default sweeps/<config>-<time>/)")
     sm.add_argument("--dry-run", action="store_true", help="print the script and tasks; write and submit nothing")
 
@@ -142,7 +171,9 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("which", choices=["env", "replay", "learner", "loop", "checkpoint", "video", "all"])
     b.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     b.add_argument("--seconds", type=float, default=None, help="time budget per measurement")
-    b.add_argument("--replay-capacity", type=int, default=1_000_000, help="capacity for the replay and checkpoint benchmarks")
+    b.add_argument(
+        "--replay-capacity", type=int, default=1_000_000, help="capacity for the replay and checkpoint benchmarks"
+    )
     return p
 
 
@@ -293,13 +324,25 @@ def _cmd_submit(args) -> int:
     from dqn_atari.slurm import Resources, SlurmError, submit
 
     resources = Resources(
-        time=args.time, cpus=args.cpus, mem=args.mem, gpus=args.gpus, partition=args.partition,
-        account=args.account, qos=args.qos, max_parallel=args.max_parallel, signal_seconds=args.signal_seconds,
+        time=args.time,
+        cpus=args.cpus,
+        mem=args.mem,
+        gpus=args.gpus,
+        partition=args.partition,
+        account=args.account,
+        qos=args.qos,
+        max_parallel=args.max_parallel,
+        signal_seconds=args.signal_seconds,
     )
     try:
         result = submit(
-            args.config, games=args.games, seeds_text=args.seeds, overrides=args.overrides,
-            resources=resources, sweep_dir=args.sweep_dir, dry_run=args.dry_run,
+            args.config,
+            games=args.games,
+            seeds_text=args.seeds,
+            overrides=args.overrides,
+            resources=resources,
+            sweep_dir=args.sweep_dir,
+            dry_run=args.dry_run,
         )
     except SlurmError as err:
         raise UserError(str(err)) from None

@@ -13,13 +13,11 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, cast
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A user mistake in a config file or override; the CLI prints it as one line, exit 2."""
+from dqn_atari.errors import ConfigError
 
 
 @dataclass
@@ -90,7 +88,7 @@ class OptimizerConfig:
     rmsprop_alpha: float = 0.95  # RMSProp's decay of its running averages
     rmsprop_centered: bool = True  # torch's RMSprop only: subtract the squared mean gradient
     # None turns gradient-norm clipping off.
-    max_grad_norm: Optional[float] = None
+    max_grad_norm: float | None = None
 
 
 @dataclass
@@ -138,7 +136,7 @@ class EvalConfig:
     protocol: Literal["nature", "machado"] = "nature"  # no-op starts (nature) or sticky actions (machado)
     # Stop training once an in-training evaluation's mean reaches this score (e.g. 18 for a
     # solved Pong); null trains to train.total_frames.
-    stop_at_return: Optional[float] = None
+    stop_at_return: float | None = None
 
 
 @dataclass
@@ -159,7 +157,7 @@ class CheckpointConfig:
 @dataclass
 class Config:
     seed: int = 0  # one seed; every random stream of the run is derived from it
-    run_dir: Optional[str] = None  # the run directory; null: runs_root/<game>-<config>-s<seed>-<time>
+    run_dir: str | None = None  # the run directory; null: runs_root/<game>-<config>-s<seed>-<time>
     runs_root: str = "runs"  # where new run directories go
     # Recorded in the run's name; set from the config file's stem when loaded from a file.
     config_name: str = "default"
@@ -261,7 +259,7 @@ def all_keys(cls: type = Config, prefix: str = "") -> list[str]:
     keys = []
     for name, typ in typing.get_type_hints(cls).items():
         if dataclasses.is_dataclass(typ):
-            keys.extend(all_keys(typ, prefix + name + "."))
+            keys.extend(all_keys(cast(type, typ), prefix + name + "."))
         else:
             keys.append(prefix + name)
     return keys
@@ -300,9 +298,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if value not in choices:
             close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise ConfigError(
-                f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}{hint}"
-            )
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}, got {value!r}{hint}")
         return value
     if typ is bool:
         if isinstance(value, bool):
@@ -338,7 +334,10 @@ def _apply(obj: Any, mapping: dict, prefix: str = "") -> None:
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ConfigError(f"config key '{key}' is a section; give its fields, e.g. '{key}.{dataclasses.fields(current)[0].name}=...'")
+                raise ConfigError(
+                    f"config key '{key}' is a section; give its fields, "
+                    f"e.g. '{key}.{dataclasses.fields(current)[0].name}=...'"
+                )
             _apply(current, value, key + ".")
         else:
             setattr(obj, name, _coerce(key, value, hints[name]))
@@ -357,7 +356,9 @@ def validate(cfg: Config) -> None:
         if not ok(value):
             raise ConfigError(f"config key '{key}' must be {valid}, got {value!r}")
     if cfg.agent.v_min >= cfg.agent.v_max:
-        raise ConfigError(f"config key 'agent.v_min' ({cfg.agent.v_min}) must be below 'agent.v_max' ({cfg.agent.v_max})")
+        raise ConfigError(
+            f"config key 'agent.v_min' ({cfg.agent.v_min}) must be below 'agent.v_max' ({cfg.agent.v_max})"
+        )
     if cfg.agent.epsilon_end > cfg.agent.epsilon_start:
         raise ConfigError(
             f"config key 'agent.epsilon_end' ({cfg.agent.epsilon_end}) must not exceed "

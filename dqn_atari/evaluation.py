@@ -12,16 +12,20 @@ import csv
 import dataclasses
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
+from ale_py.env import AtariEnv
 
 from dqn_atari.config import EnvConfig
 from dqn_atari.envs import make_env
+from dqn_atari.envs.wrappers import action_meanings
 
 PROTOCOLS = {
     "nature": {"protocol": "nature", "max_episode_frames": 18_000, "noop_max": 30},
@@ -79,10 +83,12 @@ def play_episodes(
 
     `recorder_for(i)` may return an object with add(rgb, stack, q, action) and close(): it then
     sees the emulator's colour screen before each action and the final screen."""
-    settings = dict(PROTOCOLS[protocol])
+    settings: dict[str, Any] = {**PROTOCOLS[protocol], **(observation or {})}
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
-    env = make_env(game, **(observation or {}), **settings)
+    env = make_env(game, **settings)
+    atari = cast(AtariEnv, env.unwrapped)
+    num_actions = int(cast(gym.spaces.Discrete, env.action_space).n)
     rng = np.random.Generator(np.random.PCG64(seed))
     results = []
     try:
@@ -94,9 +100,9 @@ def play_episodes(
                 q = q_values(obs[None])[0]
                 action = int(np.argmax(q))
                 if rng.random() < epsilon:
-                    action = int(rng.integers(env.action_space.n))
+                    action = int(rng.integers(num_actions))
                 if recorder is not None:
-                    recorder.add(env.unwrapped.ale.getScreenRGB(), obs, q, action)
+                    recorder.add(atari.ale.getScreenRGB(), obs, q, action)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 score += float(reward)
                 if recorder is not None and reward != 0 and hasattr(recorder, "point_scored"):
@@ -104,9 +110,9 @@ def play_episodes(
                 steps += 1
                 done = terminated or truncated
             if recorder is not None:
-                recorder.add(env.unwrapped.ale.getScreenRGB(), obs, q_values(obs[None])[0], None)
+                recorder.add(atari.ale.getScreenRGB(), obs, q_values(obs[None])[0], None)
                 recorder.close()
-            frames = int(env.unwrapped.ale.getEpisodeFrameNumber())
+            frames = int(atari.ale.getEpisodeFrameNumber())
             results.append(EpisodeResult(seed + i, score, frames, steps, bool(truncated)))
     finally:
         env.close()
@@ -163,7 +169,9 @@ def find_checkpoint(target: str | Path) -> Path:
         return target
     checkpoints = sorted((target / "checkpoints").glob("ckpt-*")) if target.is_dir() else []
     if not checkpoints:
-        raise EvaluationError(f"no checkpoint at {target}: give a run directory with checkpoints/ or a checkpoint directory")
+        raise EvaluationError(
+            f"no checkpoint at {target}: give a run directory with checkpoints/ or a checkpoint directory"
+        )
     return checkpoints[-1]
 
 
@@ -181,7 +189,16 @@ def load_policy(checkpoint: Path, device: torch.device):
         output_bias = next(k for k in weights if k.startswith(("head.layers.2.bias", "head.advantage.2.bias")))
         network = QNetwork(weights[output_bias].shape[0] // settings["atoms"], **settings)
         network.load_state_dict(weights)
-    except (OSError, json.JSONDecodeError, RuntimeError, KeyError, EOFError, ValueError, StopIteration, TypeError) as err:
+    except (
+        OSError,
+        json.JSONDecodeError,
+        RuntimeError,
+        KeyError,
+        EOFError,
+        ValueError,
+        StopIteration,
+        TypeError,
+    ) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
     return network.to(device).eval(), cfg, state
@@ -223,7 +240,7 @@ def evaluate_checkpoint(
     network, cfg, state = load_policy(checkpoint, torch_device)
     game = resolve_game(game or cfg["env"]["game"])
     probe = make_env(game, frame_stack=cfg["env"]["frame_stack"], frame_size=cfg["env"]["frame_size"])
-    num_actions, action_names = probe.action_space.n, probe.unwrapped.get_action_meanings()
+    num_actions, action_names = int(cast(gym.spaces.Discrete, probe.action_space).n), action_meanings(probe)
     probe.close()
     if num_actions != network.num_actions:
         raise EvaluationError(
@@ -316,14 +333,17 @@ def format_report(report: dict) -> str:
     s = report["summary"]
     hn = report["human_normalized"]
     lines = [
-        f"{report['game']}  checkpoint {report['checkpoint']['frames']:,} frames  protocol {report['protocol']['protocol']}"
+        f"{report['game']}  checkpoint {report['checkpoint']['frames']:,} frames  "
+        f"protocol {report['protocol']['protocol']}"
         f" (epsilon {report['protocol']['epsilon']}, cap {report['protocol']['max_episode_frames']:,} frames)",
         f"  episodes  {s['episodes']}  (capped: {s['capped_episodes']})",
         f"  mean      {s['mean']:.2f}  95% CI [{s['ci95_mean'][0]:.2f}, {s['ci95_mean'][1]:.2f}]",
         f"  median    {s['median']:.2f}   std {s['std']:.2f}   min {s['min']:.2f}   max {s['max']:.2f}",
     ]
     if hn["mean"] is not None:
-        lines.append(f"  human-normalised mean  {hn['mean']:.3f}  (random {hn['random']}, human {hn['human']}; {hn['table']})")
+        lines.append(
+            f"  human-normalised mean  {hn['mean']:.3f}  (random {hn['random']}, human {hn['human']}; {hn['table']})"
+        )
     for v in report["videos"]:
         lines.append(f"  video     {v}")
     return "\n".join(lines)

@@ -38,7 +38,8 @@ class Logger:
             if start_frames and self.csv_path.exists():
                 _truncate_csv_after(self.csv_path, start_frames)
             new = not self.csv_path.exists()
-            self._csv_file = open(self.csv_path, "a", newline="")
+            # open for the run's lifetime, closed by close(): no context manager can span it
+            self._csv_file = open(self.csv_path, "a", newline="")  # noqa: SIM115
             self._csv = csv.writer(self._csv_file)
             if new:
                 self._csv.writerow(CSV_FIELDS)
@@ -92,8 +93,16 @@ class Progress:
     function that reads cheap host counters (no device sync), so its clock and figures never
     freeze between logging intervals; plain lines are written at logging intervals only."""
 
-    def __init__(self, total_frames: int, start_frames: int = 0, mode: str = "auto", *,
-                 redraw_seconds: float = 1.0, clock=time.monotonic, file=None):
+    def __init__(
+        self,
+        total_frames: int,
+        start_frames: int = 0,
+        mode: str = "auto",
+        *,
+        redraw_seconds: float = 1.0,
+        clock=time.monotonic,
+        file=None,
+    ):
         self.mode = mode
         if mode == "auto":
             self.mode = "bar" if sys.stderr.isatty() else "lines"
@@ -102,8 +111,9 @@ class Progress:
         if self.mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_frames, initial=start_frames, unit="frame", unit_scale=True,
-                            dynamic_ncols=True, file=file)
+            self.bar = tqdm(
+                total=total_frames, initial=start_frames, unit="frame", unit_scale=True, dynamic_ncols=True, file=file
+            )
         self.last_frames = start_frames
         self.redraw_seconds, self.clock = redraw_seconds, clock
         self._drawn_at = clock()

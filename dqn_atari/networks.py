@@ -22,6 +22,9 @@ class NoisyLinear(nn.Module):
     section 3.2). The noise is drawn from torch's RNG by `reset_noise()` and held until the next
     call, so a checkpoint of torch's RNG state restores it."""
 
+    noise_in: torch.Tensor
+    noise_out: torch.Tensor
+
     def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
@@ -94,6 +97,8 @@ class QNetwork(nn.Module):
     layer, one output per action (and atom), ReLU between. Pixels arrive as uint8 and become
     float only here, on the network's device: 4x less memory and host-to-device traffic.
     """
+
+    support: torch.Tensor
 
     def __init__(
         self,

@@ -14,7 +14,7 @@ eps = 0.01 on a loss summed over the 32-sample batch; on our batch-mean loss eve
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

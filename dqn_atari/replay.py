@@ -28,8 +28,12 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 # Frames are saved in chunks of this many entries per env, so a checkpoint rewrites only the
 # chunks written since the previous one and hard-links the rest.
@@ -84,7 +88,7 @@ class ReplayBuffer:
         gamma: float = 0.99,
         seed: int | np.random.SeedSequence = 0,
         check_memory: bool = True,
-        frames_device: str | None = None,
+        frames_device: str | torch.device | None = None,
         padding: str = "zeros",
     ):
         """`padding`: "zeros" or "first_frame", as the acting FrameStack's.
@@ -113,6 +117,8 @@ class ReplayBuffer:
                 f"replay of capacity {capacity:,} needs {needed:,} bytes but only {available:,} are "
                 f"available; lower replay.capacity"
             )
+        # numpy in host memory, or a torch tensor on `frames_device`
+        self.frames: Any
         if frames_device is None:
             self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
         else:
@@ -229,7 +235,7 @@ class ReplayBuffer:
             if len(invalid) == 0:
                 return self._assemble(*candidate[1:])
             redraw = self._inspect(*self._locate(self._draw(held, len(invalid))))
-            for column, new in zip(candidate, redraw):
+            for column, new in zip(candidate, redraw, strict=True):
                 column[invalid] = new
         raise ReplayError("replay found no valid transitions to sample (too few complete steps stored)")
 
@@ -267,7 +273,11 @@ class ReplayBuffer:
         gamma = np.float32(self.gamma)
         if self.n_step == 1:
             terminal = (flags & TERMINAL) != 0
-            return np.ones(len(env), dtype=np.int64), np.take(self._flat_rewards, start), np.where(terminal, np.float32(0), gamma)
+            return (
+                np.ones(len(env), dtype=np.int64),
+                np.take(self._flat_rewards, start),
+                np.where(terminal, np.float32(0), gamma),
+            )
         walk = (env * self.ring_size)[:, None] + (pos[:, None] + np.arange(self.n_step)) % self.ring_size
         rewards = np.take(self._flat_rewards, walk)
         walk_flags = np.take(self._flat_flags, walk)
@@ -347,7 +357,8 @@ class ReplayBuffer:
         hard-linked from there instead of rewritten, so a checkpoint costs what changed."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        previous = _read_manifest(Path(reuse_from)) if reuse_from else None
+        reuse_dir = Path(reuse_from) if reuse_from else None
+        previous = _read_manifest(reuse_dir) if reuse_dir else None
         files = {}
         for name in self.small_arrays:
             files[f"{name}.npy"] = _save_npy(directory / f"{name}.npy", getattr(self, name))
@@ -357,7 +368,7 @@ class ReplayBuffer:
                 fname = f"frames_{e}_{c}.npy"
                 version = int(self.chunk_version[e, c])
                 old = previous and previous["chunks"].get(fname)
-                if old and old["version"] == version and _try_link(Path(reuse_from) / fname, directory / fname):
+                if old and reuse_dir and old["version"] == version and _try_link(reuse_dir / fname, directory / fname):
                     files[fname] = old["crc32"]
                 else:
                     part = _to_numpy(self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES])
@@ -384,7 +395,9 @@ class ReplayBuffer:
         directory = Path(directory)
         manifest = _read_manifest(directory)
         if manifest.get("format") not in (1, SAVE_FORMAT):
-            raise ReplayError(f"replay in {directory} has format {manifest.get('format')}; this version reads 1 and {SAVE_FORMAT}")
+            raise ReplayError(
+                f"replay in {directory} has format {manifest.get('format')}; this version reads 1 and {SAVE_FORMAT}"
+            )
         expected = {
             "num_envs": self.num_envs,
             "ring_size": self.ring_size,

@@ -22,7 +22,16 @@ from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalize
 from dqn_atari.metrics import read_csv
 
 # Settings that do not change what is being measured (and the game, which groups separately).
-PER_RUN_KEYS = {"env.game", "seed", "run_dir", "runs_root", "config_name", "train.device", "train.torch_threads", "train.total_frames"}
+PER_RUN_KEYS = {
+    "env.game",
+    "seed",
+    "run_dir",
+    "runs_root",
+    "config_name",
+    "train.device",
+    "train.torch_threads",
+    "train.total_frames",
+}
 PER_RUN_SECTIONS = {"log", "checkpoint"}
 TAGS = {"eval": "eval/return_mean", "train": "train/episode_return"}
 TRAINING_RETURN_GAMES = 10
@@ -135,8 +144,9 @@ def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
         if metric == "eval":
             spread = np.array([v for _, v in r.metrics.get("eval/return_std", [])])
             yerr = spread if len(spread) == len(cy) else None
-            container = ax.errorbar(cx, cy, yerr=yerr, marker="o", markersize=3, linewidth=1, capsize=2,
-                                    color=colour, label=label)
+            container = ax.errorbar(
+                cx, cy, yerr=yerr, marker="o", markersize=3, linewidth=1, capsize=2, color=colour, label=label
+            )
             line = container.lines[0]
         else:
             (line,) = ax.plot(cx, cy, linewidth=1, color=colour, label=label)
@@ -176,7 +186,7 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
     groups = group_runs(find_runs(paths))
     games = sorted({g.game for g in groups})
     fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.4), squeeze=False)
-    for ax, game in zip(axes[0], games):
+    for ax, game in zip(axes[0], games, strict=True):
         for g in (g for g in groups if g.game == game):
             runs = [r for r in g.runs if len(curve(r, metric, x)[0])]
             if not runs:
@@ -191,7 +201,8 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
         ax.set_ylabel(
-            "evaluation score (raw; points: mean, bars: +/- 1 std over games)" if metric == "eval"
+            "evaluation score (raw; points: mean, bars: +/- 1 std over games)"
+            if metric == "eval"
             else "training game score (raw, 10-game running mean)",
             fontsize=8,
         )
@@ -231,7 +242,9 @@ def final_evaluation(run: Run) -> Score:
     if points:
         frames, value = points[-1]
         games, epsilon = run.config["eval"]["episodes"], run.config["eval"]["epsilon"]
-        return Score(value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames")
+        return Score(
+            value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames"
+        )
     return Score(float("nan"), "no evaluation")
 
 
@@ -270,23 +283,27 @@ def summarize(paths, reps: int = 10_000) -> dict:
                 # the evaluation score (a protocol's epsilon, full games)
                 "mean": float(values.mean()),
                 "ci95": [low, high],
-                "human_normalized": None if hns[0] is None else float(np.mean(hns)),
-                "per_seed": {int(r.seed): e.value for r, e in zip(g.runs, evaluations)},
-                "source": {int(r.seed): e.source for r, e in zip(g.runs, evaluations)},
+                "human_normalized": None if hns[0] is None else float(np.mean([h for h in hns if h is not None])),
+                "per_seed": {int(r.seed): e.value for r, e in zip(g.runs, evaluations, strict=True)},
+                "source": {int(r.seed): e.source for r, e in zip(g.runs, evaluations, strict=True)},
                 # CleanRL's metric: training games at the final epsilon
                 "training_return_mean": float(np.mean([t.value for t in trainings])),
-                "training_return_per_seed": {int(r.seed): t.value for r, t in zip(g.runs, trainings)},
-                "training_return_source": {int(r.seed): t.source for r, t in zip(g.runs, trainings)},
+                "training_return_per_seed": {int(r.seed): t.value for r, t in zip(g.runs, trainings, strict=True)},
+                "training_return_source": {int(r.seed): t.source for r, t in zip(g.runs, trainings, strict=True)},
             }
         )
     aggregates = {}
     for name in sorted({g.name for g in groups}):
-        mine = [(g, r) for g, r in zip(groups, rows) if g.name == name and r["human_normalized"] is not None]
+        mine = [
+            (g, r) for g, r in zip(groups, rows, strict=True) if g.name == name and r["human_normalized"] is not None
+        ]
         seeds = min((len(g.runs) for g, _ in mine), default=0)
         if not mine or seeds == 0:
             continue
         # (runs, games) matrix of human-normalised scores; games with more seeds use their first
-        matrix = np.array([[human_normalized(g.game, final_evaluation(r).value) for r in g.runs[:seeds]] for g, _ in mine]).T
+        matrix = np.array(
+            [[human_normalized(g.game, final_evaluation(r).value) for r in g.runs[:seeds]] for g, _ in mine]
+        ).T
         point, interval = rly.get_interval_estimates(
             {name: matrix}, lambda x: np.array([rlm.aggregate_median(x), rlm.aggregate_iqm(x)]), reps=reps
         )
@@ -343,10 +360,27 @@ def write_summary_csv(summary: dict, path: str | Path) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["game", "config", "seeds", "evaluation_mean", "ci95_low", "ci95_high", "human_normalized", "training_return_mean"]
+            [
+                "game",
+                "config",
+                "seeds",
+                "evaluation_mean",
+                "ci95_low",
+                "ci95_high",
+                "human_normalized",
+                "training_return_mean",
+            ]
         )
         for r in summary["rows"]:
             w.writerow(
-                [r["game"], r["config"], r["seeds"], r["mean"], r["ci95"][0], r["ci95"][1], r["human_normalized"],
-                 r["training_return_mean"]]
+                [
+                    r["game"],
+                    r["config"],
+                    r["seeds"],
+                    r["mean"],
+                    r["ci95"][0],
+                    r["ci95"][1],
+                    r["human_normalized"],
+                    r["training_return_mean"],
+                ]
             )

@@ -21,12 +21,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dqn_atari.config import load_config, save_config
 from dqn_atari.envs.games import resolve_game
 from dqn_atari.metrics import read_csv
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "slurm" / "job-array.sbatch"
+# Package data, so `submit` works from an installed wheel; slurm/job-array.sbatch in the source
+# tree links to it, where cluster users look for it.
+TEMPLATE = Path(__file__).resolve().parent / "data" / "job-array.sbatch"
 _TIME = re.compile(r"^(\d+-\d{1,2}(:\d{2}(:\d{2})?)?|\d+(:\d{2}){0,2})$")  # sbatch's --time forms
 _MEM = re.compile(r"^\d+[KMGT]?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+\-]+$")
@@ -122,13 +125,22 @@ def plan_sweep(config: str, games: list[str] | None, seeds: list[int], overrides
     """One resolved config per (game, seed), each with its own fixed run directory; validated."""
     base = load_config(config, overrides)
     games = [resolve_game(g) for g in (games or [base.env.game])]
-    tasks = []
+    tasks: list[dict] = []
     for game in games:
         for seed in seeds:
             run_dir = sweep_dir / "runs" / f"{game}-s{seed}"
             cfg = load_config(config, [*overrides, f"env.game={game}", f"seed={seed}", f"run_dir={run_dir}"])
             cfg.config_name = base.config_name
-            tasks.append({"index": len(tasks), "game": game, "seed": seed, "overrides": overrides, "run_dir": str(run_dir), "config": cfg})
+            tasks.append(
+                {
+                    "index": len(tasks),
+                    "game": game,
+                    "seed": seed,
+                    "overrides": overrides,
+                    "run_dir": str(run_dir),
+                    "config": cfg,
+                }
+            )
     return tasks
 
 
@@ -199,7 +211,10 @@ def _slurm_states(job_id: str) -> dict[int, dict]:
     for line in out.splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         if "ArrayTaskId" in fields and fields["ArrayTaskId"].isdigit():
-            states[int(fields["ArrayTaskId"])] = {"state": fields.get("JobState", "?"), "restarts": int(fields.get("Restarts", 0))}
+            states[int(fields["ArrayTaskId"])] = {
+                "state": fields.get("JobState", "?"),
+                "restarts": int(fields.get("Restarts", 0)),
+            }
     try:
         out = subprocess.run(
             ["squeue", "-h", "-r", "-j", job_id, "-o", "%K %T"], capture_output=True, text=True, timeout=30
@@ -233,7 +248,7 @@ def _completion_records(job_id: str) -> dict[int, str]:
 
 def run_progress(run_dir: Path) -> dict:
     """Frames done, the mean raw score of the last 10 games, and restarts, from a run's files."""
-    out = {"frames": 0, "return10": None, "restarts": 0}
+    out: dict[str, Any] = {"frames": 0, "return10": None, "restarts": 0}
     csv_path = run_dir / "metrics.csv"
     if csv_path.is_file():
         metrics = read_csv(csv_path)
@@ -289,4 +304,3 @@ def format_status(rows: list[dict]) -> str:
             f"{r['frames']:>11,}/{r['budget']:<11,} {ret:>9} {r['restarts']:>8}"
         )
     return "\n".join(lines)
-

@@ -1,14 +1,14 @@
 """The training loop: Algorithm 1 of Mnih et al. 2015, for N parallel envs.
 
-    for each agent step:
-        a = epsilon-greedy(Q(s))                     agent.act
-        s', r = env.step(a)                          envs.step (raw score and clipped reward)
-        store (s, a, clip(r), terminal, s')          replay.add
-        every train_frequency steps, after learning_starts:
-            sample a minibatch, one TD update        replay.sample, agent.update
-            (prioritized replay: new priorities)     replay.update_priorities
-            every target_update_period updates: target <- online   (inside agent.update)
-        log, evaluate, checkpoint on their schedules
+for each agent step:
+    a = epsilon-greedy(Q(s))                     agent.act
+    s', r = env.step(a)                          envs.step (raw score and clipped reward)
+    store (s, a, clip(r), terminal, s')          replay.add
+    every train_frequency steps, after learning_starts:
+        sample a minibatch, one TD update        replay.sample, agent.update
+        (prioritized replay: new priorities)     replay.update_priorities
+        every target_update_period updates: target <- online   (inside agent.update)
+    log, evaluate, checkpoint on their schedules
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,8 @@ class Trainer:
 
         self.envs = envs or vector_env_from_config(cfg.env)
         self.agent = agent_from_config(cfg, self.envs.num_actions, self.device, exploration)
-        replay_kind, replay_options = ReplayBuffer, {}
+        replay_kind: type[ReplayBuffer] = ReplayBuffer
+        replay_options: dict[str, Any] = {}
         if cfg.replay.prioritized:
             replay_kind, replay_options = PrioritizedReplayBuffer, {"alpha": cfg.replay.priority_alpha}
         self.replay = replay_kind(
@@ -124,6 +126,10 @@ class Trainer:
         # cfg.eval.stop_at_return (a resume with a higher target, or none, trains on).
         self.best_evaluation_return = -math.inf
 
+    def _logger(self) -> Logger:
+        assert self.logger is not None, "train() opens the logger"
+        return self.logger
+
     @property
     def frames_per_step(self) -> int:
         return self.cfg.env.num_envs * self.cfg.env.frame_skip
@@ -140,7 +146,7 @@ class Trainer:
             )
             restarts = os.environ.get("SLURM_RESTART_COUNT")
             if restarts is not None:
-                self.logger.log(self.frames, self.steps, {"slurm/restart_count": int(restarts)})
+                self._logger().log(self.frames, self.steps, {"slurm/restart_count": int(restarts)})
         progress = Progress(cfg.train.total_frames, self.frames, cfg.log.progress)
         if self.obs is None:
             self.obs = self.envs.reset(seed=self.game_seeds)
@@ -189,7 +195,7 @@ class Trainer:
                 self.save_checkpoint()
         finally:
             progress.close()
-            self.logger.flush()
+            self._logger().flush()
 
     def target_reached(self) -> bool:
         target = self.cfg.eval.stop_at_return
@@ -224,7 +230,7 @@ class Trainer:
         for game in finished:
             self.games += 1
             self.recent_scores.append(game.score)
-            self.logger.log(
+            self._logger().log(
                 self.frames,
                 self.steps,
                 {
@@ -239,8 +245,8 @@ class Trainer:
         scalars = self._interval.collect(self.steps, self.agent.updates)
         self._interval.assert_finite(self.steps, self.frames, scalars)
         scalars.update({"train/epsilon": epsilon, "replay/size": len(self.replay), "progress/agent_steps": self.steps})
-        self.logger.log(self.frames, self.steps, scalars)
-        self.logger.flush()  # so `dqn-atari status` and plots see a running job's progress
+        self._logger().log(self.frames, self.steps, scalars)
+        self._logger().flush()  # so `dqn-atari status` and plots see a running job's progress
         mean10 = f"{np.mean(self.recent_scores):.1f}" if self.recent_scores else "n/a"
         progress.update(
             self.frames,
@@ -266,7 +272,7 @@ class Trainer:
         )
         scores = [r.score for r in results]
         summary = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores))}
-        self.logger.log(self.frames, self.steps, summary)
+        self._logger().log(self.frames, self.steps, summary)
         evaluation = {"games": len(scores), "epsilon": e.epsilon, "protocol": e.protocol, "scores": scores}
         self.checkpointer.save_snapshot(
             self.frames,
@@ -287,7 +293,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Everything the run needs to continue as if it had not stopped."""
         self._interval.assert_finite(self.steps, self.frames)  # never save a diverged network
-        self.logger.flush()
+        self._logger().flush()
         model = {"agent": self.agent.state_dict(), "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
             model["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -300,10 +306,13 @@ class Trainer:
             "python_rng": [numpy_list(x) for x in random.getstate()],
             "numpy_rng": [numpy_list(x) for x in numpy_rng],
             "agent_rng": self.agent.rng.bit_generator.state,
-            "best_evaluation_return": self.best_evaluation_return if math.isfinite(self.best_evaluation_return) else None,
+            "best_evaluation_return": self.best_evaluation_return
+            if math.isfinite(self.best_evaluation_return)
+            else None,
             "config": to_dict(self.cfg),
         }
         envs = self.envs.state()
+        assert self.obs is not None, "a checkpoint is written from inside train()"
         envs["obs"] = self.obs
         path = self.checkpointer.save(self.frames, model, state, envs, self.replay)
         self.checkpointed_frames = self.frames

@@ -31,7 +31,9 @@ def q_label(action_name: str, q: float) -> str:
     return f"{action_name} {q:+.2f}"
 
 
-def agent_panel(stack: np.ndarray, q_values: np.ndarray, action: int, action_names: list[str], height: int) -> np.ndarray:
+def agent_panel(
+    stack: np.ndarray, q_values: np.ndarray, action: int, action_names: list[str], height: int
+) -> np.ndarray:
     """RGB panel drawn at its final height (text is never rescaled): the 4 stacked 84x84 frames
     the network sees, labelled oldest (t-3) to newest (t), and one bar per action's Q-value,
     scaled between this frame's lowest and highest Q; the action taken (which may be a random
@@ -47,7 +49,16 @@ def agent_panel(stack: np.ndarray, q_values: np.ndarray, action: int, action_nam
         name = "t (newest)" if i == 3 else f"t-{3 - i}"
         cv2.putText(panel, name, (x + 3, y + int(12 * unit)), font, small, (255, 200, 0), 1, cv2.LINE_AA)
     top = int(8 * unit) + 2 * gap + int(2 * unit)
-    cv2.putText(panel, "Q per action, scaled per frame; green: taken", (int(8 * unit), top + int(10 * unit)), font, small * 0.9, (170, 170, 170), 1, cv2.LINE_AA)
+    cv2.putText(
+        panel,
+        "Q per action, scaled per frame; green: taken",
+        (int(8 * unit), top + int(10 * unit)),
+        font,
+        small * 0.9,
+        (170, 170, 170),
+        1,
+        cv2.LINE_AA,
+    )
     top += int(14 * unit)
     row = max(1, (height - top - int(4 * unit)) // max(len(q_values), 1))
     low, high = float(np.min(q_values)), float(np.max(q_values))
@@ -60,8 +71,16 @@ def agent_panel(stack: np.ndarray, q_values: np.ndarray, action: int, action_nam
         length = int((8 + (float(q) - low) / span * 150) * unit)
         cv2.rectangle(panel, (bar_x, y + 1), (bar_x + length, y + row - 2), colour, thickness=-1)
         text_scale = min(small, 0.9 * row / 22)  # a row of 16 px holds text of scale 0.36 * 0.9
-        cv2.putText(panel, q_label(action_names[a], float(q)), (int(8 * unit), y + row - max(2, row // 5)), font,
-                    text_scale, (255, 255, 255) if chosen else (200, 200, 200), 1, cv2.LINE_AA)
+        cv2.putText(
+            panel,
+            q_label(action_names[a], float(q)),
+            (int(8 * unit), y + row - max(2, row // 5)),
+            font,
+            text_scale,
+            (255, 255, 255) if chosen else (200, 200, 200),
+            1,
+            cv2.LINE_AA,
+        )
     return panel
 
 
@@ -71,17 +90,22 @@ def rgb_to_upscaled_yuv420(rgb: np.ndarray, factor: int) -> np.ndarray:
     factor^2 times less."""
     h, w = rgb.shape[:2]
     flat = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).ravel()
-    planes = (flat[: h * w].reshape(h, w), flat[h * w : h * w * 5 // 4].reshape(h // 2, w // 2), flat[h * w * 5 // 4 :].reshape(h // 2, w // 2))
+    planes = (
+        flat[: h * w].reshape(h, w),
+        flat[h * w : h * w * 5 // 4].reshape(h // 2, w // 2),
+        flat[h * w * 5 // 4 :].reshape(h // 2, w // 2),
+    )
     if factor == 1:
         return flat.reshape(h * 3 // 2, w)
-    nearest = lambda p: cv2.resize(p, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST).ravel()
-    return np.concatenate([nearest(p) for p in planes]).reshape(h * factor * 3 // 2, w * factor)
+    upscaled = [cv2.resize(p, None, fx=factor, fy=factor, interpolation=cv2.INTER_NEAREST).ravel() for p in planes]
+    return np.concatenate(upscaled).reshape(h * factor * 3 // 2, w * factor)
 
 
 def _encode_frames(connection, path: str, factor: int) -> None:
     """Encoder process: RGB frames in through the pipe, H.264 out to `path`; exits 0 when done."""
     cv2.setNumThreads(1)  # a forked child must not use the parent's thread pool
-    container = stream = None
+    container: av.container.OutputContainer | None = None
+    stream: av.VideoStream | None = None
     try:
         while (message := connection.recv_bytes()) != b"":
             header, data = message[:8], message[8:]
@@ -98,9 +122,10 @@ def _encode_frames(connection, path: str, factor: int) -> None:
                 # ultrafast: several times cheaper than libx264's default at these sizes, so the
                 # encoder keeps up with play; flat Atari screens stay about 1 MB a minute.
                 stream.options = {"preset": "ultrafast", "crf": "20", "threads": "1"}
+            assert stream is not None
             for packet in stream.encode(frame):
                 container.mux(packet)
-        if container is not None:
+        if container is not None and stream is not None:
             for packet in stream.encode():
                 container.mux(packet)
     finally:
@@ -113,7 +138,9 @@ class EpisodeVideo:
     encoding would hold the GIL against the player), so recording costs little wall time. The
     first `gif_seconds` are also kept at the emulator's resolution for `write_gif`."""
 
-    def __init__(self, path: str | Path, scale: int = 3, panel: bool = False, gif_seconds: float = 0.0, action_names=None):
+    def __init__(
+        self, path: str | Path, scale: int = 3, panel: bool = False, gif_seconds: float = 0.0, action_names=None
+    ):
         self.path = Path(path)
         self.scale, self.panel, self.action_names = scale, panel, action_names or []
         # The GIF: the window of `gif_seconds` that ends one second after the first point scored
@@ -165,6 +192,7 @@ class EpisodeVideo:
                 self._recent.append(rgb.copy())
         image = rgb
         if self.panel:
+            assert stack is not None and action is not None, "a panel needs the stack and the action"
             panel = agent_panel(stack, np.asarray(q_values), action, self.action_names, rgb.shape[0] * self.scale)
             image = np.concatenate([upscale(rgb, self.scale), panel], axis=1)
         image = np.ascontiguousarray(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])  # yuv420p: even sides

@@ -31,7 +31,11 @@ def test_network_takes_uint8_and_outputs_one_value_per_action():
     q = net(torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8))
     assert q.shape == (5, 6) and q.dtype == torch.float32
     convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [(32, (8, 8), (4, 4)), (64, (4, 4), (2, 2)), (64, (3, 3), (1, 1))]
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (32, (8, 8), (4, 4)),
+        (64, (4, 4), (2, 2)),
+        (64, (3, 3), (1, 1)),
+    ]
     assert net.head.layers[0].out_features == 512
 
 
@@ -65,8 +69,9 @@ def test_hard_target_sync_every_period_updates():
     initial = [p.clone() for p in agent.target.parameters()]
     for update in range(1, 7):
         agent.update(*args)
-        same_as_online = all(torch.equal(t, o) for t, o in zip(agent.target.parameters(), agent.online.parameters()))
-        same_as_initial = all(torch.equal(t, i) for t, i in zip(agent.target.parameters(), initial))
+        pairs = zip(agent.target.parameters(), agent.online.parameters(), strict=True)
+        same_as_online = all(torch.equal(t, o) for t, o in pairs)
+        same_as_initial = all(torch.equal(t, i) for t, i in zip(agent.target.parameters(), initial, strict=True))
         if update % 3 == 0:
             assert same_as_online
         else:
@@ -80,7 +85,7 @@ def test_soft_target_update_moves_by_tau():
     before = [p.clone() for p in agent.target.parameters()]
     obs, next_obs = batch(2)
     agent.update(obs, torch.zeros(2, dtype=torch.int64), torch.ones(2), torch.full((2,), 0.9), next_obs)
-    for b, t, o in zip(before, agent.target.parameters(), agent.online.parameters()):
+    for b, t, o in zip(before, agent.target.parameters(), agent.online.parameters(), strict=True):
         torch.testing.assert_close(t, b + 0.25 * (o - b))
 
 
@@ -214,8 +219,12 @@ def test_rainbow_network_composes_and_updates(double_dqn):
     expected values, and an update gives a finite loss and one priority per sample."""
     torch.manual_seed(0)
     agent = DQNAgent(
-        4, network={"dueling": True, "noisy": True, "atoms": 51}, double_dqn=double_dqn,
-        optimizer="adam", lr=6.25e-5, eps=1.5e-4,
+        4,
+        network={"dueling": True, "noisy": True, "atoms": 51},
+        double_dqn=double_dqn,
+        optimizer="adam",
+        lr=6.25e-5,
+        eps=1.5e-4,
     )
     obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
     log_probs = agent.online(obs)

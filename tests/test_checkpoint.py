@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import CONFIGS, ROOT, run_cli
 
 # 1,000 agent steps, a checkpoint every 250, learning from step 200: about 10 s a run.
@@ -38,7 +37,11 @@ def train(run: Path, *extra: str, env: dict | None = None) -> subprocess.Complet
 def _run_env(run, extra, env):
     return subprocess.run(
         [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
     )
 
 
@@ -76,9 +79,16 @@ def metric_points(run: Path, tag: str) -> list[int]:
 
 # Rainbow's pieces on the smoke run: the sum tree, beta's position and the noise must all resume.
 RAINBOW = [
-    "network.dueling=true", "network.noisy=true", "replay.n_step=3", "replay.prioritized=true",
-    "agent.double_dqn=true", "agent.distributional=true", "agent.epsilon_start=0", "agent.epsilon_end=0",
-    "optimizer.lr=6.25e-5", "optimizer.eps=1.5e-4",
+    "network.dueling=true",
+    "network.noisy=true",
+    "replay.n_step=3",
+    "replay.prioritized=true",
+    "agent.double_dqn=true",
+    "agent.distributional=true",
+    "agent.epsilon_start=0",
+    "agent.epsilon_end=0",
+    "optimizer.lr=6.25e-5",
+    "optimizer.eps=1.5e-4",
 ]
 
 
@@ -91,7 +101,9 @@ def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pat
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={killed}", *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 900  # generous: a loaded machine can be several times slower
     while len(checkpoints(killed)) < 2 or int(checkpoints(killed)[-1].name.split("-")[1]) < 2000:
@@ -114,7 +126,10 @@ def test_sigusr1_checkpoints_exits_75_and_the_run_resumes(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", "checkpoint.every_frames=0"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     progress_lines = 0
     while progress_lines < 3:  # the run's own progress lines: 300 steps done
@@ -175,7 +190,9 @@ def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_used(tmp
 def test_resume_of_a_run_without_checkpoints_says_so(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    (run / "config.yaml").write_text((CONFIGS / "smoke.yaml").read_text().replace("base: pong.yaml", f"base: {CONFIGS / 'pong.yaml'}"))
+    (run / "config.yaml").write_text(
+        (CONFIGS / "smoke.yaml").read_text().replace("base: pong.yaml", f"base: {CONFIGS / 'pong.yaml'}")
+    )
     result = resume(run)
     assert result.returncode == 2
     assert "no checkpoint there to resume from" in result.stderr

@@ -1,8 +1,8 @@
 import pytest
 import yaml
-
 from conftest import CONFIGS
-from dqn_atari.config import ConfigError, Config, all_keys, load_config
+
+from dqn_atari.config import Config, ConfigError, all_keys, load_config
 
 
 def test_shipped_configs_load_and_inherit():
@@ -28,7 +28,10 @@ def test_shipped_configs_load_and_inherit():
 
 
 def test_dotted_overrides_are_typed():
-    cfg = load_config(CONFIGS / "pong.yaml", ["replay.capacity=100000", "agent.double_dqn=true", "optimizer.lr=3e-4", "env.game=space_invaders"])
+    cfg = load_config(
+        CONFIGS / "pong.yaml",
+        ["replay.capacity=100000", "agent.double_dqn=true", "optimizer.lr=3e-4", "env.game=space_invaders"],
+    )
     assert cfg.replay.capacity == 100_000
     assert cfg.agent.double_dqn is True
     assert cfg.optimizer.lr == pytest.approx(3e-4)
@@ -44,11 +47,17 @@ def test_dotted_overrides_are_typed():
         ("replay.capacity=-5", "config key 'replay.capacity' must be a positive integer, got -5"),
         ("agent.epsilon_end=1.5", "config key 'agent.epsilon_end' must be a number in [0, 1], got 1.5"),
         ("optimizer.name=sgd", "config key 'optimizer.name' must be one of adam, rmsprop, deepmind_rmsprop, got 'sgd'"),
-        ("agent.target_update_period=250", "'agent.target_update_period' was renamed: use agent.target_update_period_steps"),
+        (
+            "agent.target_update_period=250",
+            "'agent.target_update_period' was renamed: use agent.target_update_period_steps",
+        ),
         ("agent.target_update_period_steps=1001", "must be a multiple of 'train.train_frequency_steps' (4)"),
         ("train.learning_starts_steps=8", "'train.learning_starts_steps' (8) must be at least 32"),
         ("env.fire_on_life_loss=true", None),  # pong.yaml already restarts stacks: accepted
-        ("env.frame_stack_restart_on_life_loss=false", "'env.fire_on_life_loss' needs env.frame_stack_restart_on_life_loss=true"),
+        (
+            "env.frame_stack_restart_on_life_loss=false",
+            "'env.fire_on_life_loss' needs env.frame_stack_restart_on_life_loss=true",
+        ),
         ("env.backend=ale_vector", "env.backend=ale_vector supports DeepMind's stacks only"),
         ("env.game=Pongg", "unknown game 'Pongg'; closest: Pong"),
         ("agent.double_dqn=maybe", "config key 'agent.double_dqn' must be true or false"),
@@ -112,5 +121,20 @@ def test_cli_help_and_games(cli):
     for command in ("train", "games", "benchmark"):
         assert command in help_text
     assert "--help-config" in cli("train", "--help").stdout
+    evaluate_help = " ".join(cli("evaluate", "--help").stdout.split())
+    assert "95% bootstrap interval" in evaluate_help and "%%" not in evaluate_help
     games = cli("games").stdout.split()
     assert {"Pong", "Breakout", "SpaceInvaders", "MsPacman"} <= set(games)
+
+
+def test_help_config_gives_every_key_a_meaning_and_its_allowed_values(cli):
+    from dqn_atari.config import key_choices, key_descriptions
+
+    descriptions = key_descriptions()
+    missing = [k for k in all_keys() if not descriptions.get(k)]
+    assert not missing, f"keys without a description: {missing}"
+    assert key_choices("optimizer.name") == "one of adam, rmsprop, deepmind_rmsprop"
+    assert key_choices("replay.capacity") == "a positive integer"
+    text = cli("train", "--help-config").stdout
+    assert "eval.stop_at_return = None  (a number or null)" in text
+    assert "    the online network picks the bootstrap action" in text

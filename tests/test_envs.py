@@ -208,8 +208,15 @@ def test_replay_rebuilds_the_stacks_the_agent_acted_on_in_breakout(conventions):
     acted_on, next_states, restarts = [], [], 0
     for _ in range(1500):
         step = envs.step(rng.integers(0, 4, 1))
-        buf.add(obs, np.zeros(1, np.int64), step.learning_reward, step.learning_terminal, step.truncated,
-                step.stack_ends, step.next_obs)
+        buf.add(
+            obs,
+            np.zeros(1, np.int64),
+            step.learning_reward,
+            step.learning_terminal,
+            step.truncated,
+            step.stack_ends,
+            step.next_obs,
+        )
         acted_on.append(obs[0])
         next_states.append(step.next_obs[0])
         if step.stack_ends[0]:

@@ -4,19 +4,24 @@ trainer) learns Catch to near-optimal play in a few minutes on 2 CPU cores."""
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.vector import AutoresetMode
-
 from catch_game import make_catch
 from conftest import CONFIGS
+from gymnasium.vector import AutoresetMode
+
 from dqn_atari.config import load_config
 from dqn_atari.envs.vector import AtariVector
 from dqn_atari.trainer import Trainer
 
-
 # Every Rainbow piece at once (as configs/rainbow.yaml), with this test's learning rate and schedule.
 RAINBOW = [
-    "network.dueling=true", "network.noisy=true", "replay.n_step=3", "replay.prioritized=true",
-    "agent.double_dqn=true", "agent.distributional=true", "agent.epsilon_start=0", "agent.epsilon_end=0",
+    "network.dueling=true",
+    "network.noisy=true",
+    "replay.n_step=3",
+    "replay.prioritized=true",
+    "agent.double_dqn=true",
+    "agent.distributional=true",
+    "agent.epsilon_start=0",
+    "agent.epsilon_end=0",
 ]
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_replay import FRAME, STACK, Stream
 
 from dqn_atari.prioritized_replay import PRIORITY_EPSILON, PrioritizedReplayBuffer, SumTree
-from test_replay import FRAME, STACK, Stream
 
 
 def test_sum_tree_finds_the_leaf_whose_prefix_interval_holds_each_target():
@@ -28,8 +28,9 @@ def test_sum_tree_finds_the_leaf_whose_prefix_interval_holds_each_target():
 
 
 def filled(capacity=64, num_envs=2, n_step=3, steps=50, seed=0, alpha=0.5):
-    buf = PrioritizedReplayBuffer(capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=0.9,
-                                  seed=seed, alpha=alpha)
+    buf = PrioritizedReplayBuffer(
+        capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=0.9, seed=seed, alpha=alpha
+    )
     stream = Stream(num_envs, np.random.default_rng(seed), 0.9, n_step)
     for _ in range(steps):
         stream.step(buf)
@@ -52,7 +53,7 @@ def test_sampling_frequencies_are_proportional_to_priority_to_the_alpha():
     draws = 0
     for _ in range(1500):
         batch = buf.sample(32)
-        for e, p in zip(batch.env_index, batch.position):
+        for e, p in zip(batch.env_index, batch.position, strict=True):
             counts[index[(int(e), int(p))]] += 1
         draws += 32
     chi_square = ((counts - draws * expected) ** 2 / (draws * expected)).sum()
@@ -76,7 +77,10 @@ def test_new_transitions_come_in_at_the_largest_priority_and_updates_change_the_
     buf.update_priorities(entries[:, 0], entries[:, 1], np.full(len(entries), 0.01))
     favourite = entries[3]
     buf.update_priorities(favourite[None, 0], favourite[None, 1], np.array([100.0]))
-    drawn = [tuple(x) for _ in range(20) for x in zip(*(lambda b: (b.env_index, b.position))(buf.sample(32)))]
+    drawn = []
+    for _ in range(20):
+        batch = buf.sample(32)
+        drawn += list(zip(batch.env_index.tolist(), batch.position.tolist(), strict=True))
     share = sum(d == tuple(favourite) for d in drawn) / len(drawn)
     expected = buf.priorities[tuple(favourite)] / buf.priorities.sum()  # 10 against 0.1 for each other
     assert expected > 0.5 and abs(share - expected) < 0.06

@@ -93,8 +93,16 @@ class Stream:
                 if self.restart_on_life_loss:  # ...and a new stack starts, as at a game's end
                     ended = game_over[e] = True
             self.writes[e].append(
-                dict(kind="step", obs=obs[e].copy(), action=actions[e], reward=rewards[e],
-                     terminal=terminal[e], truncated=truncated[e], next_obs=nxt, depth=self.depth[e])
+                dict(
+                    kind="step",
+                    obs=obs[e].copy(),
+                    action=actions[e],
+                    reward=rewards[e],
+                    terminal=terminal[e],
+                    truncated=truncated[e],
+                    next_obs=nxt,
+                    depth=self.depth[e],
+                )
             )
             self.depth[e] += 1
             if ended:
@@ -161,8 +169,15 @@ def test_samples_match_brute_force_reference_after_every_add(
     rng = np.random.default_rng(num_envs * 100 + capacity)
     gamma = 0.9
     buf = ReplayBuffer(
-        capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=gamma, seed=1,
-        frames_device=frames_device, padding=padding,
+        capacity,
+        num_envs,
+        frame_shape=FRAME,
+        stack=STACK,
+        n_step=n_step,
+        gamma=gamma,
+        seed=1,
+        frames_device=frames_device,
+        padding=padding,
     )
     stream = Stream(num_envs, rng, gamma, n_step, padding, restart)
     ring = buf.ring_size
@@ -205,7 +220,7 @@ def test_every_valid_transition_can_be_sampled_and_no_invalid_one_is():
     seen = set()
     for _ in range(300):
         b = buf.sample(32)
-        seen.update(zip(b.env_index.tolist(), b.position.tolist()))
+        seen.update(zip(b.env_index.tolist(), b.position.tolist(), strict=True))
     assert seen == expected
 
 
@@ -217,8 +232,15 @@ def test_n_step_return_hand_computed():
     rewards = [1.0, 2.0, 4.0, 8.0, 0.0]
     terminal = [False, False, True, False, False]
     for t in range(5):
-        buf.add(frames[t], np.array([t % 3]), np.array([rewards[t]]), np.array([terminal[t]]),
-                np.array([False]), np.array([False]), frames[t + 1])
+        buf.add(
+            frames[t],
+            np.array([t % 3]),
+            np.array([rewards[t]]),
+            np.array([terminal[t]]),
+            np.array([False]),
+            np.array([False]),
+            frames[t + 1],
+        )
     env, pos = np.array([0, 0, 0]), np.array([0, 1, 3])
     valid, _, _, _, steps, ret, discount, _ = buf._inspect(env, pos)
     assert valid.tolist() == [True, True, False]  # entry 3 needs entries 4..6, unwritten

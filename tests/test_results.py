@@ -3,11 +3,12 @@ with other settings that must not be averaged in."""
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from PIL import Image
 
-from conftest import run_cli
 from dqn_atari.config import load_config, save_config
 from dqn_atari.results import find_runs, group_runs, summarize
 
@@ -72,14 +73,17 @@ def test_plot_and_summarize_commands(runs, tmp_path):
     assert result.returncode == 0, result.stderr
     with Image.open(png) as image:
         assert image.size[0] > image.size[1] > 300  # two panels side by side
-    assert run_cli("plot", str(runs), "--out", str(tmp_path / "h.png"), "--x", "hours", "--metric", "train").returncode == 0
+    assert (
+        run_cli("plot", str(runs), "--out", str(tmp_path / "h.png"), "--x", "hours", "--metric", "train").returncode
+        == 0
+    )
     out = tmp_path / "summary"
     result = run_cli("summarize", str(runs), "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "| Pong |" in result.stdout and "IQM" in result.stdout
-    rows = list(csv.DictReader(open(str(out) + ".csv")))
+    rows = list(csv.DictReader(Path(str(out) + ".csv").read_text().splitlines()))
     assert len(rows) == 3
-    assert json.loads(open(str(out) + ".json").read())["rows"]
+    assert json.loads(Path(str(out) + ".json").read_text())["rows"]
 
 
 def test_nothing_to_plot_is_one_line(tmp_path):
@@ -114,7 +118,9 @@ def test_summarize_prefers_the_final_full_evaluation_never_a_recording_and_names
     assert row["source"][0] == "eval-000001000000-nature-eps0.05/report.json: 30 games, epsilon 0.05, 1,000,000 frames"
     # CleanRL's metric beside it: the last 10 training games and the epsilon they were played at.
     assert row["training_return_mean"] == pytest.approx(PONG_HN(0.0) * 0.5 - 1 - 0.1)  # 5 games: frames 0..1M
-    assert row["training_return_source"][0].startswith("metrics.csv: last 5 training games to 1,000,000 frames, epsilon")
+    assert row["training_return_source"][0].startswith(
+        "metrics.csv: last 5 training games to 1,000,000 frames, epsilon"
+    )
     text = run_cli("summarize", str(run)).stdout
     assert "eval-000001000000-nature-eps0.05/report.json: 30 games" in text and "n/a (< 5 seeds)" in text
 

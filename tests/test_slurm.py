@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import CONFIGS, ROOT, run_cli
+
 from dqn_atari.slurm import Resources, render_script
 
 CLUSTER = ROOT / "slurm" / "local-cluster"
@@ -37,8 +37,17 @@ def cluster(tmp_path_factory):
 
 def submit(sweep: Path, *extra: str) -> subprocess.CompletedProcess:
     return run_cli(
-        "submit", str(CONFIGS / "smoke.yaml"), "--time", "00:10:00", "--cpus", "1", "--mem", "2G",
-        "--sweep-dir", str(sweep), *extra,
+        "submit",
+        str(CONFIGS / "smoke.yaml"),
+        "--time",
+        "00:10:00",
+        "--cpus",
+        "1",
+        "--mem",
+        "2G",
+        "--sweep-dir",
+        str(sweep),
+        *extra,
     )
 
 
@@ -55,8 +64,10 @@ def wait_for(sweep: Path, predicate, timeout: float = 240) -> list[list[str]]:
         if predicate(rows):
             return rows
         time.sleep(1)
-    raise AssertionError(f"sweep {sweep} did not get there in {timeout} s: {rows}; logs: "
-                         + " | ".join(p.read_text()[-500:] for p in (sweep / "logs").glob("*")))
+    raise AssertionError(
+        f"sweep {sweep} did not get there in {timeout} s: {rows}; logs: "
+        + " | ".join(p.read_text()[-500:] for p in (sweep / "logs").glob("*"))
+    )
 
 
 @pytest.mark.slurm
@@ -138,7 +149,9 @@ def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, messag
 
 def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):
     sweep = tmp_path / "sweep"
-    result = submit(sweep, "--games", "Pong", "Breakout", "--seeds", "0-2", "--max-parallel", "2", "--gpus", "1", "--dry-run")
+    result = submit(
+        sweep, "--games", "Pong", "Breakout", "--seeds", "0-2", "--max-parallel", "2", "--gpus", "1", "--dry-run"
+    )
     assert result.returncode == 0, result.stderr
     assert "#SBATCH --array=0-5%2" in result.stdout and "#SBATCH --gres=gpu:1" in result.stdout
     assert "#SBATCH --requeue" in result.stdout and "#SBATCH --signal=B:USR1@120" in result.stdout
@@ -147,7 +160,9 @@ def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):
 
 
 def test_rendered_script_quotes_shell_values_and_parses(tmp_path):
-    script = render_script(tmp_path / "sw", "dqn-x", 3, Resources(partition="gpu", qos="high"), python="/opt/my env/python")
+    script = render_script(
+        tmp_path / "sw", "dqn-x", 3, Resources(partition="gpu", qos="high"), python="/opt/my env/python"
+    )
     assert "'/opt/my env/python' -m dqn_atari train" in script
     assert "#SBATCH --partition=gpu" in script and "#SBATCH --qos=high" in script
     assert "##SBATCH --account=" in script  # not asked for: stays a comment

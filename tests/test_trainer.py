@@ -3,9 +3,9 @@
 import csv
 
 import numpy as np
+from conftest import CONFIGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONFIGS
 from dqn_atari.config import load_config
 from dqn_atari.trainer import Trainer
 
@@ -13,8 +13,14 @@ from dqn_atari.trainer import Trainer
 def test_replay_ratio_is_the_configured_one_with_parallel_envs(tmp_path):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
-        ["env.num_envs=4", "train.learning_starts_steps=100", "train.train_frequency_steps=8",
-         "train.total_frames=3200", "log.progress=quiet", "log.tensorboard=false"],
+        [
+            "env.num_envs=4",
+            "train.learning_starts_steps=100",
+            "train.train_frequency_steps=8",
+            "train.total_frames=3200",
+            "log.progress=quiet",
+            "log.tensorboard=false",
+        ],
     )
     trainer = Trainer(cfg, tmp_path)
     trainer.train()
@@ -33,9 +39,16 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     assert "done: 8,000 frames" in result.stdout
     resolved = load_config(run / "config.yaml")
     assert resolved.seed == 3 and resolved.env.game == "Pong"
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     tags = {r["tag"] for r in rows}
-    assert {"train/loss", "train/q_mean", "train/epsilon", "perf/steps_per_s", "replay/size", "train/episode_return"} <= tags
+    assert {
+        "train/loss",
+        "train/q_mean",
+        "train/epsilon",
+        "perf/steps_per_s",
+        "replay/size",
+        "train/episode_return",
+    } <= tags
     returns = [float(r["value"]) for r in rows if r["tag"] == "train/episode_return"]
     assert all(-21 <= r <= 21 for r in returns) and returns  # full Pong games, raw points
     frames = [int(r["frames"]) for r in rows if r["tag"] == "train/epsilon"]
@@ -54,8 +67,13 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
 
 def test_non_finite_loss_stops_with_one_line_and_exit_3(cli, tmp_path):
     result = cli(
-        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={tmp_path / 'run'}",
-        "optimizer.name=rmsprop", "optimizer.lr=1e15", "train.learning_starts_steps=64", "log.every_steps=100",
+        "train",
+        str(CONFIGS / "smoke.yaml"),
+        f"run_dir={tmp_path / 'run'}",
+        "optimizer.name=rmsprop",
+        "optimizer.lr=1e15",
+        "train.learning_starts_steps=64",
+        "log.every_steps=100",
     )
     assert result.returncode == 3, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -68,7 +86,10 @@ def test_every_random_stream_is_its_own_and_seeds_share_none(tmp_path):
     from dqn_atari.trainer import Trainer
 
     trainers = [
-        Trainer(load_config(CONFIGS / "smoke.yaml", [f"seed={seed}", "env.num_envs=2", "replay.capacity=1000"]), tmp_path / str(seed))
+        Trainer(
+            load_config(CONFIGS / "smoke.yaml", [f"seed={seed}", "env.num_envs=2", "replay.capacity=1000"]),
+            tmp_path / str(seed),
+        )
         for seed in (0, 1)
     ]
     draws = [tuple(rng.random(4)) for t in trainers for rng in (t.agent.rng, t.replay.rng)]
@@ -88,8 +109,13 @@ def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli,
 
     run = tmp_path / "run"
     args = [
-        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "eval.every_frames=2000", "eval.episodes=1",
-        "eval.max_episode_frames=400", "eval.stop_at_return=-100",
+        "train",
+        str(CONFIGS / "smoke.yaml"),
+        f"run_dir={run}",
+        "eval.every_frames=2000",
+        "eval.episodes=1",
+        "eval.max_episode_frames=400",
+        "eval.stop_at_return=-100",
     ]
     result = cli(*args)
     assert result.returncode == 0, result.stderr
@@ -103,7 +129,9 @@ def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli,
     again = cli(*args)
     assert again.returncode == 0 and "evaluation at" not in again.stdout
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["ckpt-000000002000"]
-    report = cli("evaluate", str(snapshot), "--episodes", "1", "--max-episode-frames", "400", "--epsilon", "0.05", "0.5")
+    report = cli(
+        "evaluate", str(snapshot), "--episodes", "1", "--max-episode-frames", "400", "--epsilon", "0.05", "0.5"
+    )
     assert report.returncode == 0, report.stderr
     for epsilon in ("0.05", "0.5"):
         saved = json.loads((run / f"eval-000000002000-nature-eps{epsilon}" / "report.json").read_text())

@@ -6,7 +6,7 @@ import difflib
 import functools
 import re
 
-from dqn_atari.config import ConfigError
+from dqn_atari.errors import ConfigError
 
 
 def _key(name: str) -> str:

@@ -21,14 +21,15 @@ Life loss is derived here, from the emulator's `lives`, rather than from ale-py'
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from functools import partial
-
-import json
+from typing import Any, TypeVar, cast
 
 import ale_py
 import gymnasium as gym
 import numpy as np
+from ale_py.env import AtariEnv
 from gymnasium.vector import AutoresetMode
 
 from dqn_atari.envs.factory import STICKY_ACTION_PROBABILITY, make_env
@@ -60,12 +61,16 @@ class VectorStep:
 
 class AtariVector:
     def __init__(
-        self, env: gym.vector.VectorEnv, *, terminal_on_life_loss: bool = True, stack_restarts_on_life_loss: bool = False
+        self,
+        env: gym.vector.VectorEnv,
+        *,
+        terminal_on_life_loss: bool = True,
+        stack_restarts_on_life_loss: bool = False,
     ):
         self.env = env
         self.stack_restarts_on_life_loss = stack_restarts_on_life_loss
         self.num_envs = env.num_envs
-        self.num_actions = int(env.single_action_space.n)
+        self.num_actions = int(cast(gym.spaces.Discrete, env.single_action_space).n)
         self.terminal_on_life_loss = terminal_on_life_loss
         self._lives = np.zeros(self.num_envs, dtype=np.int64)
         self._scores = np.zeros(self.num_envs, dtype=np.float64)
@@ -74,9 +79,10 @@ class AtariVector:
 
     def reset(self, seed: int | list[int] | None = None) -> np.ndarray:
         """`seed`: one per env, or an int for consecutive seeds from it."""
+        seeds: Any = seed  # SyncVectorEnv takes a list (its stubs say int), ale-py's an array
         if isinstance(seed, list) and not isinstance(self.env, gym.vector.SyncVectorEnv):
-            seed = np.asarray(seed, dtype=np.int64)  # ale-py's vector env takes an array
-        obs, info = self.env.reset(seed=seed)
+            seeds = np.asarray(seed, dtype=np.int64)
+        obs, info = self.env.reset(seed=seeds)
         self._lives[:] = info["lives"]
         self._scores[:] = 0
         self._learning_returns[:] = 0
@@ -140,7 +146,7 @@ class AtariVector:
         """Only our wrapper stack exposes its emulators; ale-py's vector env keeps them in C++, and
         a non-Atari env (the tests' Catch) has none."""
         return isinstance(self.env, gym.vector.SyncVectorEnv) and all(
-            hasattr(env.unwrapped, "ale") for env in self.env.envs
+            isinstance(env.unwrapped, AtariEnv) for env in self.env.envs
         )
 
     def state(self) -> dict[str, np.ndarray]:
@@ -153,11 +159,11 @@ class AtariVector:
             "lengths": self._lengths.copy(),
         }
         if self.can_save_emulators:
-            for i, env in enumerate(self.env.envs):
+            for i, env in enumerate(cast(gym.vector.SyncVectorEnv, self.env).envs):
                 skip, stack = _find(env, MaxAndSkip), _find(env, FrameStack)
-                ale = env.unwrapped.ale
-                out[f"ale_{i}"] = np.frombuffer(ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)
-                out[f"np_random_{i}"] = np.array(json.dumps(env.unwrapped.np_random.bit_generator.state))
+                atari = cast(AtariEnv, env.unwrapped)
+                out[f"ale_{i}"] = np.frombuffer(atari.ale.cloneState(include_rng=True).serialize(), dtype=np.uint8)
+                out[f"np_random_{i}"] = np.array(json.dumps(atari.np_random.bit_generator.state))
                 out[f"last_frame_{i}"] = skip._last_frame
                 out[f"stack_{i}"] = np.stack(list(stack.obs_queue))
         return out
@@ -167,19 +173,24 @@ class AtariVector:
         self._scores[:] = state["scores"]
         self._learning_returns[:] = state["learning_returns"]
         self._lengths[:] = state["lengths"]
-        for i, env in enumerate(self.env.envs):
+        for i, env in enumerate(cast(gym.vector.SyncVectorEnv, self.env).envs):
             skip, stack = _find(env, MaxAndSkip), _find(env, FrameStack)
-            env.unwrapped.ale.restoreState(ale_py.ALEState(state[f"ale_{i}"].tobytes()))
-            env.unwrapped.np_random.bit_generator.state = json.loads(str(state[f"np_random_{i}"]))
+            atari = cast(AtariEnv, env.unwrapped)
+            atari.ale.restoreState(ale_py.ALEState(state[f"ale_{i}"].tobytes()))
+            atari.np_random.bit_generator.state = json.loads(str(state[f"np_random_{i}"]))
             skip._last_frame = state[f"last_frame_{i}"].copy()
             stack.obs_queue.clear()
             stack.obs_queue.extend(frame.copy() for frame in state[f"stack_{i}"])
-            stack.lives = env.unwrapped.ale.lives()
+            stack.lives = atari.ale.lives()
 
 
-def _find(env: gym.Env, kind: type) -> gym.Env:
+WrapperT = TypeVar("WrapperT", bound=gym.Wrapper)
+
+
+def _find(env: gym.Env, kind: type[WrapperT]) -> WrapperT:
+    """The wrapper of type `kind` in a stack of wrappers."""
     while not isinstance(env, kind):
-        env = env.env
+        env = cast(gym.Wrapper, env).env
     return env
 
 
@@ -222,7 +233,9 @@ def make_vector_env(
             frame_stack_restart_on_life_loss=frame_stack_restart_on_life_loss,
             fire_on_life_loss=fire_on_life_loss,
         )
-        env = gym.vector.SyncVectorEnv([make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        env: gym.vector.VectorEnv = gym.vector.SyncVectorEnv(
+            [make_one] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+        )
     elif backend == "ale_vector":
         from ale_py.vector_env import AtariVectorEnv
 

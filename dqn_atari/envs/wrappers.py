@@ -17,11 +17,18 @@ episode ends reported from the same stream are always full-game raw scores.
 from __future__ import annotations
 
 from collections import deque
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
+from ale_py.env import AtariEnv
 
 NOOP, FIRE = 0, 1
+
+
+def action_meanings(env: gym.Env) -> list[str]:
+    """The names of a game's actions, from ale-py's AtariEnv under the wrappers."""
+    return cast(AtariEnv, env.unwrapped).get_action_meanings()
 
 
 class NoopReset(gym.Wrapper):
@@ -34,7 +41,7 @@ class NoopReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env, noop_max: int = 30):
         super().__init__(env)
-        if env.unwrapped.get_action_meanings()[0] != "NOOP":
+        if action_meanings(env)[0] != "NOOP":
             raise ValueError("NoopReset needs action 0 to be NOOP")
         self.noop_max = noop_max
 
@@ -73,10 +80,11 @@ class MaxAndSkip(gym.Wrapper):
         for _ in range(self.frame_skip):
             previous = frame
             frame, reward, terminated, truncated, info = self.env.step(action)
-            total_reward += reward
+            total_reward += float(reward)
             if terminated or truncated:
                 break
         self._last_frame = frame
+        assert previous is not None and frame is not None, "step() before reset()"
         return np.maximum(previous, frame), total_reward, terminated, truncated, info
 
 
@@ -88,7 +96,7 @@ class FireReset(gym.Wrapper):
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
-        if env.unwrapped.get_action_meanings()[1] != "FIRE":
+        if action_meanings(env)[1] != "FIRE":
             raise ValueError("FireReset needs action 1 to be FIRE")
 
     def reset(self, *, seed=None, options=None):
@@ -100,7 +108,7 @@ class FireReset(gym.Wrapper):
 
 
 def needs_fire_reset(env: gym.Env) -> bool:
-    meanings = env.unwrapped.get_action_meanings()
+    meanings = action_meanings(env)
     return len(meanings) >= 3 and meanings[1] == "FIRE"
 
 
@@ -136,16 +144,14 @@ class FrameStack(gym.Wrapper):
             raise ValueError(f"padding must be zeros or first_frame, got {padding!r}")
         if fire_on_life_loss and not restart_on_life_loss:
             raise ValueError("fire_on_life_loss needs restart_on_life_loss (the presses are part of a restart)")
-        if fire_on_life_loss and env.unwrapped.get_action_meanings()[FIRE] != "FIRE":
+        if fire_on_life_loss and action_meanings(env)[FIRE] != "FIRE":
             raise ValueError("fire_on_life_loss needs action 1 to be FIRE")
         self.stack, self.padding = stack, padding
         self.restart_on_life_loss, self.fire_on_life_loss = restart_on_life_loss, fire_on_life_loss
         self.obs_queue: deque[np.ndarray] = deque(maxlen=stack)
         self.lives = 0
-        frame_space = env.observation_space
-        self.observation_space = gym.spaces.Box(
-            low=0, high=255, shape=(stack, *frame_space.shape), dtype=frame_space.dtype
-        )
+        frame_shape = cast(gym.spaces.Box, env.observation_space).shape
+        self.observation_space = gym.spaces.Box(low=0, high=255, shape=(stack, *frame_shape), dtype=np.uint8)
 
     def _restart(self, frame: np.ndarray) -> np.ndarray:
         pad = frame if self.padding == "first_frame" else np.zeros_like(frame)
@@ -169,7 +175,7 @@ class FrameStack(gym.Wrapper):
         if self.fire_on_life_loss:
             for hidden_action in (NOOP, FIRE, 2):
                 frame, hidden_reward, terminated, truncated, info = self.env.step(hidden_action)
-                reward += hidden_reward
+                reward = float(reward) + float(hidden_reward)
                 if terminated or truncated:
                     break
             self.lives = info.get("lives", 0)
