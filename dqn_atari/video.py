@@ -32,12 +32,12 @@ def q_label(action_name: str, q: float) -> str:
 
 
 def agent_panel(
-    stack: np.ndarray, q_values: np.ndarray, action: int, action_names: list[str], height: int
+    stack: np.ndarray, q_values: np.ndarray, action: int | None, action_names: list[str], height: int
 ) -> np.ndarray:
     """RGB panel drawn at its final height (text is never rescaled): the 4 stacked 84x84 frames
     the network sees, labelled oldest (t-3) to newest (t), and one bar per action's Q-value,
     scaled between this frame's lowest and highest Q; the action taken (which may be a random
-    one) is green. Fits all 18 actions of the full action set."""
+    one) is green; `action` is None on the final screen. Fits all 18 actions of the full action set."""
     unit = height / PANEL_HEIGHT
     width = int(round(PANEL_WIDTH * unit))
     panel = np.full((height, width, 3), 24, dtype=np.uint8)
@@ -192,7 +192,7 @@ class EpisodeVideo:
                 self._recent.append(rgb.copy())
         image = rgb
         if self.panel:
-            assert stack is not None and action is not None, "a panel needs the stack and the action"
+            assert stack is not None, "a panel needs the stack the agent saw"
             panel = agent_panel(stack, np.asarray(q_values), action, self.action_names, rgb.shape[0] * self.scale)
             image = np.concatenate([upscale(rgb, self.scale), panel], axis=1)
         image = np.ascontiguousarray(image[: image.shape[0] // 2 * 2, : image.shape[1] // 2 * 2])  # yuv420p: even sides

@@ -12,22 +12,9 @@ from dqn_atari.config import load_config
 from dqn_atari.envs.vector import AtariVector
 from dqn_atari.trainer import Trainer
 
-# Every Rainbow piece at once (as configs/rainbow.yaml), with this test's learning rate and schedule.
-RAINBOW = [
-    "network.dueling=true",
-    "network.noisy=true",
-    "replay.n_step=3",
-    "replay.prioritized=true",
-    "agent.double_dqn=true",
-    "agent.distributional=true",
-    "agent.epsilon_start=0",
-    "agent.epsilon_end=0",
-]
-
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("extensions", [[], RAINBOW], ids=["dqn", "rainbow"])
-def test_dqn_learns_catch_from_pixels(tmp_path, extensions):
+def test_dqn_learns_catch_from_pixels(tmp_path):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
         [
@@ -48,7 +35,6 @@ def test_dqn_learns_catch_from_pixels(tmp_path, extensions):
             "train.torch_threads=2",
             "log.progress=quiet",
             "log.every_steps=500",
-            *extensions,
         ],
     )
     envs = AtariVector(gym.vector.SyncVectorEnv([make_catch], autoreset_mode=AutoresetMode.SAME_STEP))

@@ -60,7 +60,7 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     assert events.Scalars("train/episode_return")[0].value == returns[0]
     # The step axis is frames, and says so; agent steps are logged beside them.
     assert all(e.value * 4 == e.step for e in events.Scalars("progress/agent_steps"))
-    assert "about" in events.Tags()["tensors"]
+    assert "about/text_summary" in events.Tags()["tensors"]
     # Plain progress lines for a non-terminal (SLURM logs), not a bar.
     assert "frames=" in result.stdout and "eps=" in result.stdout
 
