@@ -425,9 +425,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Defaults <- YAML file (optionally `base:` another file) <- overrides; validated."""
     cfg = Config()
     if path is not None:
-        for layer in _yaml_layers(Path(path)):
+        layers = _yaml_layers(Path(path))
+        for layer in layers:
             _apply(cfg, layer)
-        cfg.config_name = Path(path).stem
+        if not any("config_name" in layer for layer in layers):  # a resolved config keeps its name
+            cfg.config_name = Path(path).stem
     for text in overrides:
         key, value = parse_override(text)
         _apply(cfg, _nest(key, value))

@@ -140,7 +140,9 @@ def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
     colour = None
     for r in runs:
         cx, cy = curve(r, metric, x)
-        label = f"{name}, seeds {', '.join(str(q.seed) for q in runs)} (one line each)" if colour is None else None
+        seeds = ", ".join(str(q.seed) for q in runs)
+        label = f"{name}, seed {seeds}" if len(runs) == 1 else f"{name}, seeds {seeds} (one line each)"
+        label = label if colour is None else None
         if metric == "eval":
             spread = np.array([v for _, v in r.metrics.get("eval/return_std", [])])
             yerr = spread if len(spread) == len(cy) else None
@@ -195,17 +197,12 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
                 _draw_seeds(ax, runs, g.name, metric, x)
             else:
                 _draw_mean_and_band(ax, [curve(r, metric, x) for r in runs], g.name)
-        ax.set_title(game)
+        ax.set_title(f"{game}: points, mean of the games; bars, +/- 1 std" if metric == "eval" else game, fontsize=9)
         ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
         if x == "frames":  # 250k, 1.5M: short tick labels that never run into each other
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
             ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
-        ax.set_ylabel(
-            "evaluation score (raw; points: mean, bars: +/- 1 std over games)"
-            if metric == "eval"
-            else "training game score (raw, 10-game running mean)",
-            fontsize=8,
-        )
+        ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()

@@ -138,3 +138,13 @@ def test_help_config_gives_every_key_a_meaning_and_its_allowed_values(cli):
     text = cli("train", "--help-config").stdout
     assert "eval.stop_at_return = None  (a number or null)" in text
     assert "    the online network picks the bootstrap action" in text
+
+
+def test_a_resolved_config_keeps_its_name(tmp_path):
+    """A sweep task's resolved config file is named after its array index; the run is still named
+    after the config it came from."""
+    from dqn_atari.config import save_config
+
+    save_config(load_config(CONFIGS / "pong-fast.yaml"), tmp_path / "0.yaml")
+    assert load_config(tmp_path / "0.yaml").config_name == "pong-fast"
+    assert load_config(CONFIGS / "pong-fast.yaml").config_name == "pong-fast"
