@@ -137,12 +137,12 @@ def curve(run: Run, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
 def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
     """Too few seeds for an interval: every seed's own curve, named at its end; evaluations as
     points with their spread over games (+/- one standard deviation)."""
+    seeds = ", ".join(str(q.seed) for q in runs)
+    group_label = f"{name}, seed {seeds}" if len(runs) == 1 else f"{name}, seeds {seeds} (one line each)"
     colour = None
     for r in runs:
         cx, cy = curve(r, metric, x)
-        seeds = ", ".join(str(q.seed) for q in runs)
-        label = f"{name}, seed {seeds}" if len(runs) == 1 else f"{name}, seeds {seeds} (one line each)"
-        label = label if colour is None else None
+        label = group_label if colour is None else None  # one legend entry for the group
         if metric == "eval":
             spread = np.array([v for _, v in r.metrics.get("eval/return_std", [])])
             yerr = spread if len(spread) == len(cy) else None
