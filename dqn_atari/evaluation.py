@@ -81,7 +81,8 @@ def play_episodes(
     seeded with seed + i, so results are reproducible. `observation` (see
     `observation_settings`) makes the stacks what the network saw in training.
 
-    `recorder_for(i)` may return an object with add(rgb, stack, q, action) and close(): it then
+    `recorder_for(i)` may return an object with add(rgb, stack, q, action), point_scored() and
+    close() (an EpisodeVideo): it then
     sees the emulator's colour screen before each action and the final screen."""
     settings: dict[str, Any] = {**PROTOCOLS[protocol], **(observation or {})}
     if max_episode_frames is not None:
@@ -105,7 +106,7 @@ def play_episodes(
                     recorder.add(atari.ale.getScreenRGB(), obs, q, action)
                 obs, reward, terminated, truncated, _ = env.step(action)
                 score += float(reward)
-                if recorder is not None and reward != 0 and hasattr(recorder, "point_scored"):
+                if recorder is not None and reward != 0:
                     recorder.point_scored()
                 steps += 1
                 done = terminated or truncated

@@ -105,12 +105,6 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             values.append(np.zeros(int(needs_overwritten.sum())))
         self._set_priorities(np.concatenate(changed_envs), np.concatenate(changed_pos), np.concatenate(values))
 
-    def end_games_abruptly(self) -> None:
-        ongoing = np.flatnonzero((self.count > 0) & ~self.game_starts)
-        super().end_games_abruptly()
-        newest = (self.cursor[ongoing] - 1) % self.ring_size
-        self._set_priorities(ongoing, newest, np.zeros(len(ongoing)))
-
     def _set_priorities(self, envs: np.ndarray, pos: np.ndarray, values: np.ndarray) -> None:
         if len(envs):
             self.priorities[envs, pos] = values
