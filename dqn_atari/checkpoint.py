@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,8 @@ STRUCTURAL_KEYS = (
     "replay.capacity",
     "replay.n_step",
     "replay.prioritized",
+    # another optimizer's state cannot be loaded into this one
+    "optimizer.name",
 )
 
 # For tests of atomicity: DQN_ATARI_CRASH_AT=<stage> kills the process (as SIGKILL would) at
@@ -72,40 +76,60 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)")
+# Keys every checkpoint's state.json holds; one without them is refused like a corrupt file.
+STATE_KEYS = ("frames", "steps", "games", "config", "files", "python_rng", "numpy_rng", "agent_rng")
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
 class Checkpointer:
     def __init__(self, run_dir: str | Path, keep_last: int = 2):
         self.root = Path(run_dir) / "checkpoints"
         self.keep_last = keep_last
+        # The checkpoint whose replay chunks the next save may hard-link: the last one this run
+        # loaded or wrote, never merely the newest name on disk (which may be a damaged one).
+        self.reuse_from: Path | None = None
 
     def list(self) -> list[Path]:
-        """Complete checkpoints, newest first."""
+        """Complete checkpoints, newest first; anything else in the directory (a copy, a file
+        someone left there) is not a checkpoint and is ignored."""
         if not self.root.is_dir():
             return []
-        found = [p for p in self.root.iterdir() if p.is_dir() and p.name.startswith("ckpt-")]
+        found = [p for p in self.root.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
     def save(self, frames: int, model: dict, state: dict, envs: dict[str, np.ndarray], replay: ReplayBuffer) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / f"ckpt-{frames:012d}"
         tmp = self.root / f".tmp-{final.name}"
-        shutil.rmtree(tmp, ignore_errors=True)  # debris of an earlier crash
-        tmp.mkdir()
-        files = {}
-        files["model.pt"] = write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
-        _maybe_crash("model")
-        # numpy's stubs read **arrays as its allow_pickle keyword
-        files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))  # type: ignore[arg-type]
-        previous = self.list()
-        replay.save(tmp / "replay", reuse_from=previous[0] / "replay" if previous else None)
-        _maybe_crash("replay")
-        state = dict(state, files=files)
-        write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
-        _fsync_dir(tmp)
-        _maybe_crash("before_rename")
-        if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_dir(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # debris of an earlier crash
+            tmp.mkdir()
+            files = {}
+            files["model.pt"] = write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
+            _maybe_crash("model")
+            # numpy's stubs read **arrays as its allow_pickle keyword
+            files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))  # type: ignore[arg-type]
+            reuse = self.reuse_from if self.reuse_from is not None and self.reuse_from.is_dir() else None
+            replay.save(tmp / "replay", reuse_from=reuse / "replay" if reuse else None)
+            _maybe_crash("replay")
+            state = dict(state, files=files)
+            write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
+            _fsync_dir(tmp)
+            _maybe_crash("before_rename")
+            if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)
+                shutil.rmtree(final)
+            os.rename(tmp, final)
+            _fsync_dir(self.root)
+        except (OSError, RuntimeError) as err:  # torch.save wraps a failed write in a RuntimeError
+            shutil.rmtree(tmp, ignore_errors=True)
+            kept = self.list()
+            intact = f"the previous checkpoint {kept[0]} is intact" if kept else "no earlier checkpoint exists"
+            raise CheckpointWriteError(f"cannot write checkpoint {final} ({_write_failure(err)}); {intact}") from None
+        self.reuse_from = final
         for old in self.list()[self.keep_last :]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -133,23 +157,17 @@ class Checkpointer:
         """(model, state, envs) of one checkpoint, and its replay loaded into `replay`. A
         checkpoint of another config raises ConfigMismatch; a missing, truncated or altered file
         raises CheckpointError."""
-        try:
-            state = json.loads((path / "state.json").read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {path} has no state.json") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckpointError(f"checkpoint {path}/state.json is corrupt") from None
+        state = read_state(path)
         differences = structural_differences(state["config"], config)
         if differences:
             raise ConfigMismatch(f"cannot resume {path.parent.parent}: {differences[0]}")
-        for name, crc in state["files"].items():
-            if not (path / name).is_file():
-                raise CheckpointError(f"checkpoint file {path / name} is missing")
-            if crc_of_file(path / name) != crc:
-                raise CheckpointError(f"checkpoint file {path / name} is corrupt (checksum mismatch)")
-        model = torch.load(path / "model.pt", map_location=device, weights_only=True)
-        with np.load(path / "envs.npz", allow_pickle=False) as data:
-            envs = {k: data[k] for k in data.files}
+        verify_files(path, state, ("model.pt", "envs.npz"))
+        model = load_model(path, device)
+        try:
+            with np.load(path / "envs.npz", allow_pickle=False) as data:
+                envs = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"checkpoint file {path / 'envs.npz'} is unreadable ({err})") from None
         try:
             replay.load(path / "replay")
         except ReplayError as err:
@@ -157,21 +175,88 @@ class Checkpointer:
         return model, state, envs
 
     def load_latest(self, replay: ReplayBuffer, device: torch.device, config: dict, warn=print):
-        """The newest loadable checkpoint; a corrupt one is reported and the one before it used.
-        None when the run has no checkpoint."""
+        """The newest loadable checkpoint; a damaged one is reported, moved aside to
+        `checkpoints/damaged-ckpt-<frames>/` (kept for inspection, out of the run's way) and the
+        one before it used. None when the run has no checkpoint."""
         candidates = self.list()
         errors = []
         for path in candidates:
             try:
-                return path, *self.load(path, replay, device, config)
+                loaded = self.load(path, replay, device, config)
             except ConfigMismatch:
                 raise
             except CheckpointError as err:
                 errors.append(str(err))
                 warn(f"dqn-atari: warning: {err}; trying the previous checkpoint")
+                continue
+            for damaged in candidates[: candidates.index(path)]:
+                aside = damaged.with_name(f"damaged-{damaged.name}")
+                shutil.rmtree(aside, ignore_errors=True)
+                os.rename(damaged, aside)
+                warn(f"dqn-atari: warning: moved the damaged {damaged.name} aside to {aside}")
+            self.reuse_from = path
+            return path, *loaded
         if candidates:
             raise CheckpointError(f"no loadable checkpoint in {self.root}: {errors[-1]}")
         return None
+
+
+def _write_failure(err: BaseException) -> str:
+    """The operating system's words for a failed write, wherever in the exception chain."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+
+
+def read_state(path: Path) -> dict:
+    """A checkpoint's (or snapshot's) state.json, refused in one line unless it is a JSON object
+    with the keys a checkpoint holds."""
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} has no state.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint {path}/state.json is corrupt") from None
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path}/state.json cannot be read ({err.strerror})") from None
+    needed = ("frames", "config", "files") if path.parent.name == "snapshots" else STATE_KEYS
+    missing = [k for k in needed if not isinstance(state, dict) or k not in state]
+    if missing or not isinstance(state["files"], dict) or not isinstance(state["config"], dict):
+        raise CheckpointError(f"checkpoint {path}/state.json lacks {', '.join(missing) or 'valid files/config'}")
+    return state
+
+
+def verify_files(path: Path, state: dict, required: tuple[str, ...]) -> None:
+    """Every file the state records is there with its recorded CRC32, and `required` ones are
+    recorded at all."""
+    for name in required:
+        if name not in state["files"]:
+            raise CheckpointError(f"checkpoint {path}/state.json records no checksum for {name}")
+    for name, crc in state["files"].items():
+        if not (path / name).is_file():
+            raise CheckpointError(f"checkpoint file {path / name} is missing")
+        if crc_of_file(path / name) != crc:
+            raise CheckpointError(f"checkpoint file {path / name} is corrupt (checksum mismatch)")
+
+
+def load_model(path: Path, device: torch.device) -> dict:
+    """model.pt read without unpickling anything: a file holding anything but tensors and
+    plain containers is refused."""
+    try:
+        with warnings.catch_warnings():  # torch's advice about pickle protocols is not for users
+            warnings.simplefilter("ignore")
+            model = torch.load(path / "model.pt", map_location=device, weights_only=True)
+    except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError...
+        raise CheckpointError(
+            f"checkpoint file {path / 'model.pt'} is not a model: not a torch file, or it holds objects "
+            f"other than tensors"
+        ) from None
+    if not isinstance(model, dict) or not isinstance(model.get("agent"), dict) or "online" not in model["agent"]:
+        raise CheckpointError(f"checkpoint file {path / 'model.pt'} holds no agent weights")
+    return model
 
 
 def structural_differences(saved: dict, current: dict) -> list[str]:

@@ -8,6 +8,7 @@ writing a checkpoint: resume me; 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -125,17 +126,38 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--games", nargs="+", help="games to run (default: the config's)")
     sm.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,7 or 3 (default 0)")
     sm.add_argument(
-        "--time", default="24:00:00", help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)"
+        "--profile",
+        metavar="NAME|FILE",
+        help="a cluster profile: a YAML file of any of the options below (time, cpus, mem, gpus, partition, "
+        "account, qos, max_parallel, signal_seconds, job_name, dependency, setup, sbatch), or NAME for "
+        "slurm/profiles/NAME.yaml; options given on the command line win",
     )
-    sm.add_argument("--cpus", type=int, default=4, help="CPUs per task (default 4)")
-    sm.add_argument("--mem", default="32G", help="memory per task, e.g. 32G (default 32G)")
-    sm.add_argument("--gpus", type=int, default=0, help="GPUs per task (default 0)")
+    sm.add_argument("--time", default=None, help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)")
+    sm.add_argument("--cpus", type=int, default=None, help="CPUs per task (default 4)")
+    sm.add_argument("--mem", default=None, help="memory per task, e.g. 32G (default 32G)")
+    sm.add_argument("--gpus", type=int, default=None, help="GPUs per task (default 0)")
     sm.add_argument("--partition", help="SLURM partition")
     sm.add_argument("--account", help="SLURM account")
     sm.add_argument("--qos", help="SLURM quality of service")
     sm.add_argument("--max-parallel", type=int, help="at most this many tasks at once")
     sm.add_argument(
-        "--signal-seconds", type=int, default=120, help="warn (USR1) this long before the time limit (default 120)"
+        "--signal-seconds",
+        type=int,
+        default=None,
+        help="warn (USR1) this long before the time limit, to checkpoint and requeue (default 120)",
+    )
+    sm.add_argument("--job-name", help="the job's name in squeue (default: the sweep directory's name)")
+    sm.add_argument("--dependency", help="start after other jobs, as sbatch --dependency (e.g. afterok:1234)")
+    sm.add_argument(
+        "--setup",
+        help="shell lines run in each task before training, e.g. 'module load cuda/12.4; source ~/venv/bin/activate'",
+    )
+    sm.add_argument(
+        "--sbatch",
+        action="append",
+        default=None,
+        metavar="OPTION",
+        help="one more #SBATCH option, e.g. --sbatch=--constraint=a100 (repeatable)",
     )
     sm.add_argument("--sweep-dir", help="where to write the sweep (default sweeps/<config>-<time>/)")
     sm.add_argument("--dry-run", action="store_true", help="print the script and tasks; write and submit nothing")
@@ -208,6 +230,9 @@ def _cmd_games(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    # From the first line on, a stop signal is recorded, not fatal: one that arrives while the
+    # config loads or the replay is read still ends in a checkpoint (or a clear line).
+    stops = _StopSignals()
     from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, load_config, save_config
 
     if args.help_config:
@@ -226,51 +251,131 @@ def _cmd_train(args) -> int:
         raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
     else:
         cfg = load_config(args.config, args.overrides)
-    from dqn_atari.checkpoint import CheckpointError
+    from dqn_atari.checkpoint import CheckpointError, CheckpointWriteError
+    from dqn_atari.run_lock import RunLock, RunLocked
     from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, resolve_device
 
     resolve_device(cfg.train.device)  # refuse an absent GPU before creating anything
+    _warn_if_replay_dwarfs_run(cfg)
     run_dir = Path(cfg.run_dir) if cfg.run_dir else _new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"run directory: {run_dir}", flush=True)
-    trainer = Trainer(cfg, run_dir)
+    _make_writable_dir(run_dir, "run_dir")
+    lock = RunLock(run_dir, warn=lambda line: print(line, file=sys.stderr, flush=True))
     try:
+        lock.acquire()
+    except RunLocked as err:
+        raise UserError(str(err)) from None
+    try:
+        print(f"run directory: {run_dir}", flush=True)
+        trainer = Trainer(cfg, run_dir)
+        stops.forward_to(trainer)
+        import torch
+
+        print(f"device {trainer.device}, torch threads {torch.get_num_threads()}", flush=True)
         try:
-            resumed = trainer.resume()
-        except CheckpointError as err:
-            raise UserError(str(err)) from None
-        if resumed:
-            print(f"resumed from {resumed} at frame {trainer.frames:,}", flush=True)
-        elif args.resume:
-            raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
-        save_config(cfg, run_dir / "config.yaml")
-        _install_stop_handlers(trainer)
-        trainer.train()
-    except TrainingDiverged as err:
-        print(f"dqn-atari: error: {err}", file=sys.stderr)
-        return EXIT_DIVERGED
-    except Preempted:
-        print(
-            f"stopped by signal {trainer.stop_signal} at frame {trainer.frames:,}; checkpoint written, "
-            f"resume with: dqn-atari train --resume {run_dir}",
-            flush=True,
-        )
-        return EXIT_PREEMPTED
+            try:
+                resumed = trainer.resume()
+            except CheckpointError as err:
+                raise UserError(str(err)) from None
+            if resumed:
+                print(f"resumed from {resumed} at frame {trainer.frames:,}", flush=True)
+            elif args.resume:
+                raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
+            else:
+                aside = trainer.set_aside_logs_without_checkpoint()
+                if aside is not None:
+                    print(
+                        f"dqn-atari: warning: {run_dir} has logs but no checkpoint: starting from frame 0, "
+                        f"the earlier logs moved to {aside}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            save_config(cfg, run_dir / "config.yaml")  # only once the checkpoint has accepted cfg
+            trainer.train()
+        except TrainingDiverged as err:
+            print(f"dqn-atari: error: {err}", file=sys.stderr)
+            return EXIT_DIVERGED
+        except CheckpointWriteError as err:
+            print(f"dqn-atari: error: {err}", file=sys.stderr)
+            return 1
+        except Preempted:
+            print(
+                f"stopped by signal {trainer.stop_signal} at frame {trainer.frames:,}; checkpoint written, "
+                f"resume with: dqn-atari train --resume {run_dir}",
+                flush=True,
+            )
+            return EXIT_PREEMPTED
+        finally:
+            trainer.close()
     finally:
-        trainer.close()
+        lock.release()
     print(f"done: {trainer.frames:,} frames, {trainer.agent.updates:,} updates, {trainer.games} games", flush=True)
     return 0
 
 
-def _install_stop_handlers(trainer) -> None:
-    """The first stop signal asks the loop to finish its step, checkpoint and exit 75."""
-    import signal
+class _StopSignals:
+    """The stop signals (TERM, INT, USR1, HUP) from construction on: each is recorded; once a
+    trainer exists it is passed on, and the loop finishes its step, checkpoints and exits 75."""
 
-    def handler(signum, frame):
-        trainer.stop_signal = signum
+    def __init__(self):
+        import signal
 
-    for name in STOP_SIGNALS:
-        signal.signal(getattr(signal, name), handler)
+        self.received: int | None = None
+        self.trainer = None
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        if self.trainer is not None:
+            self.trainer.stop_signal = signum
+
+    def forward_to(self, trainer) -> None:
+        self.trainer = trainer
+        if self.received is not None:  # it came during start-up: stop after the first step
+            trainer.stop_signal = self.received
+
+
+def _warn_if_replay_dwarfs_run(cfg) -> None:
+    """A replay far larger than the run fills (e.g. Nature's 1M for a test run) costs memory for
+    nothing: say so, with the setting that fixes it."""
+    transitions = cfg.train.total_frames // cfg.env.frame_skip
+    replay_bytes = cfg.replay.capacity * cfg.env.frame_size**2
+    if cfg.replay.capacity > 10 * transitions and replay_bytes > 1 << 30:
+        print(
+            f"dqn-atari: warning: replay.capacity={cfg.replay.capacity:,} but this run stores at most "
+            f"{transitions:,} transitions (train.total_frames / env.frame_skip); set replay.capacity lower "
+            f"unless the run will be extended",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _make_writable_dir(path: Path, what: str) -> None:
+    """Create `path` (and parents) and check a file can be written there; one line otherwise."""
+    probe = path / f".write-test-{os.getpid()}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{what} {path} is not a writable directory ({err.strerror or err}); choose another") from None
+
+
+def _check_writable_file(path: str, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done for it: a probe
+    file is created beside it and removed (permission bits alone say nothing for root, /proc or a
+    read-only mount)."""
+    target = Path(path)
+    if target.is_dir():
+        raise UserError(f"{option} {path} is a directory; give a file name")
+    if not target.parent.is_dir():
+        raise UserError(f"{option} {path}: directory {target.parent} does not exist")
+    probe = target.parent / f".{target.name}.write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
 
 
 def _new_run_dir(cfg) -> Path:
@@ -292,6 +397,10 @@ def _cmd_evaluate(args) -> int:
         raise UserError(f"--epsilon lists a value twice: {' '.join(map(str, epsilons))}")
     if args.scale < 1:
         raise UserError(f"--scale must be a positive integer, got {args.scale}")
+    if not 0 <= args.seed < 2**31:
+        raise UserError(f"--seed must be an integer in [0, 2**31), got {args.seed}")
+    if not (args.device in ("cpu", "cuda") or (args.device.startswith("cuda:") and args.device[5:].isdigit())):
+        raise UserError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
     for epsilon in epsilons:
         out = args.out
         if out is not None and len(epsilons) > 1:
@@ -321,20 +430,10 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_submit(args) -> int:
-    from dqn_atari.slurm import Resources, SlurmError, submit
+    from dqn_atari.slurm import SlurmError, submit
 
-    resources = Resources(
-        time=args.time,
-        cpus=args.cpus,
-        mem=args.mem,
-        gpus=args.gpus,
-        partition=args.partition,
-        account=args.account,
-        qos=args.qos,
-        max_parallel=args.max_parallel,
-        signal_seconds=args.signal_seconds,
-    )
     try:
+        resources = _resources(args)
         result = submit(
             args.config,
             games=args.games,
@@ -357,19 +456,48 @@ def _cmd_submit(args) -> int:
     return 0
 
 
+def _resources(args):
+    """Resources: the defaults, then the profile's values, then what the command line gives."""
+    from dqn_atari.slurm import Resources, load_profile
+
+    values = load_profile(args.profile) if args.profile else {}
+    given = {
+        "time": args.time,
+        "cpus": args.cpus,
+        "mem": args.mem,
+        "gpus": args.gpus,
+        "partition": args.partition,
+        "account": args.account,
+        "qos": args.qos,
+        "max_parallel": args.max_parallel,
+        "signal_seconds": args.signal_seconds,
+        "job_name": args.job_name,
+        "dependency": args.dependency,
+        "setup": args.setup,
+        "sbatch_extra": tuple(args.sbatch) if args.sbatch else None,
+    }
+    values.update({k: v for k, v in given.items() if v is not None})
+    return Resources(**values)
+
+
 def _cmd_status(args) -> int:
-    from dqn_atari.slurm import SlurmError, format_status, status
+    from dqn_atari.slurm import ControllerUnreachable, SlurmError, format_status, status
 
     try:
-        print(format_status(status(args.sweep_dir)))
+        rows, sources = status(args.sweep_dir)
+    except ControllerUnreachable as err:
+        print(f"dqn-atari: error: {err}", file=sys.stderr)
+        return 1
     except SlurmError as err:
         raise UserError(str(err)) from None
+    print(format_status(rows, sources))
     return 0
 
 
 def _cmd_plot(args) -> int:
     from dqn_atari.results import ResultsError, plot
 
+    _check_writable_file(args.out, "--out")
     try:
         out, groups = plot(args.paths, args.out, args.metric, args.x)
     except ResultsError as err:
@@ -385,6 +513,9 @@ def _cmd_summarize(args) -> int:
 
     from dqn_atari.results import ResultsError, summarize, summary_markdown, write_summary_csv
 
+    if args.out:
+        for suffix in (".md", ".csv", ".json"):
+            _check_writable_file(args.out + suffix, "--out")
     try:
         summary = summarize(args.paths)
     except ResultsError as err:
@@ -401,6 +532,8 @@ def _cmd_summarize(args) -> int:
 def _cmd_benchmark(args) -> int:
     from dqn_atari import benchmarks
 
+    if args.json:  # checked first: minutes of measurements must not be lost to a bad path
+        _check_writable_file(args.json, "--json")
     return benchmarks.run(args.which, json_path=args.json, seconds=args.seconds, replay_capacity=args.replay_capacity)
 
 

@@ -7,8 +7,10 @@ Units are in the names: `*_frames` counts emulator frames (the paper's budget un
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -122,7 +124,7 @@ class TrainConfig:
     train_frequency_steps: int = 4
     batch_size: int = 32  # transitions per update
     device: str = "auto"  # auto (a GPU if there is one), cpu, cuda or cuda:N
-    torch_threads: int = 0  # torch's CPU threads; 0: let torch decide
+    torch_threads: int = 0  # torch's CPU threads; 0: SLURM's CPUs per task under SLURM, else torch's default
     deterministic: bool = False  # torch's deterministic algorithms (bit-exact resume on CUDA too)
 
 
@@ -174,11 +176,15 @@ class Config:
 
 # (dotted key, predicate, what a valid value is). Checked after types, before anything runs.
 _RANGES: list[tuple[str, Any, str]] = [
+    # numpy's global seed takes 32 bits
+    ("seed", lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
     ("env.num_envs", lambda v: v >= 1, "an integer >= 1"),
     ("env.frame_skip", lambda v: v >= 1, "an integer >= 1"),
-    ("env.noop_max", lambda v: v >= 0, "an integer >= 0"),
+    # a reset plays up to noop_max frames: a huge value hangs every reset (Nature: 30)
+    ("env.noop_max", lambda v: 0 <= v <= 10_000, "an integer in [0, 10000]"),
     ("env.max_episode_frames", lambda v: v >= 1, "an integer >= 1"),
-    ("env.frame_size", lambda v: v >= 8, "an integer >= 8"),
+    # the Nature network's three convolutions need 36 pixels: 36 -> 8 -> 3 -> 1
+    ("env.frame_size", lambda v: 36 <= v <= 1024, "an integer in [36, 1024]"),
     ("env.frame_stack", lambda v: v >= 1, "an integer >= 1"),
     ("network.hidden_size", lambda v: v >= 1, "an integer >= 1"),
     ("replay.capacity", lambda v: v >= 1, "a positive integer"),
@@ -309,13 +315,16 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         if isinstance(value, float) and value.is_integer():  # 5e6 in YAML is a float
             return int(value)
     elif typ is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads '3e-4' (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads '3e-4' (no dot) as a string
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if number is not None:
+            if not math.isfinite(number):
+                raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
+            return number
     elif typ is str:
         if isinstance(value, str):
             return value
@@ -388,6 +397,10 @@ def validate(cfg: Config) -> None:
             f"config key 'agent.target_update_period_steps' ({cfg.agent.target_update_period_steps}) must be a "
             f"multiple of 'train.train_frequency_steps' ({t.train_frequency_steps}): the target syncs after an update"
         )
+    if t.batch_size > cfg.replay.capacity:
+        raise ConfigError(
+            f"config key 'train.batch_size' ({t.batch_size}) must not exceed 'replay.capacity' ({cfg.replay.capacity})"
+        )
     fewest_starts = max(t.batch_size, cfg.env.num_envs * (cfg.replay.n_step + 1))
     if t.learning_starts_steps < fewest_starts:
         raise ConfigError(
@@ -395,7 +408,8 @@ def validate(cfg: Config) -> None:
             f"the first update samples a batch of {t.batch_size} from {cfg.env.num_envs} env(s) with "
             f"{cfg.replay.n_step}-step returns"
         )
-    if not (cfg.train.device in ("auto", "cpu", "cuda") or cfg.train.device.startswith("cuda:")):
+    device = cfg.train.device
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
         raise ConfigError(f"config key 'train.device' must be auto, cpu, cuda or cuda:N, got {cfg.train.device!r}")
     from dqn_atari.envs.games import resolve_game  # late import: games lists ale-py's ROMs
 
@@ -443,7 +457,11 @@ def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
     if path.resolve() in seen:
         raise ConfigError(f"config file '{path}' includes itself through 'base:'")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"config file '{path}' cannot be read ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -451,6 +469,8 @@ def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"config file '{path}': 'base' must be a file name such as nature.yaml, got {base!r}")
     layers = _yaml_layers(path.parent / base, seen + (path.resolve(),)) if base else []
     return layers + [data]
 

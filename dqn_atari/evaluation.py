@@ -168,21 +168,29 @@ def find_checkpoint(target: str | Path) -> Path:
     target = Path(target)
     if (target / "model.pt").is_file():
         return target
-    checkpoints = sorted((target / "checkpoints").glob("ckpt-*")) if target.is_dir() else []
+    from dqn_atari.checkpoint import Checkpointer
+
+    checkpoints = Checkpointer(target).list() if target.is_dir() else []
     if not checkpoints:
         raise EvaluationError(
             f"no checkpoint at {target}: give a run directory with checkpoints/ or a checkpoint directory"
         )
-    return checkpoints[-1]
+    return checkpoints[0]
 
 
 def load_policy(checkpoint: Path, device: torch.device):
     """(network, config dict, state dict) from a checkpoint or snapshot; nothing is unpickled."""
+    from dqn_atari.checkpoint import CheckpointError, load_model, read_state, verify_files
     from dqn_atari.networks import QNetwork, network_settings
 
     try:
-        state = json.loads((checkpoint / "state.json").read_text())
-        model = torch.load(checkpoint / "model.pt", map_location=device, weights_only=True)
+        # the same checks as a resume: every recorded checksum, then a tensors-only load
+        state = read_state(checkpoint)
+        verify_files(checkpoint, state, ("model.pt",))
+        model = load_model(checkpoint, device)
+    except CheckpointError as err:
+        raise EvaluationError(f"cannot evaluate: {err}") from None
+    try:
         weights = model["agent"]["online"]
         cfg = state["config"]
         settings = network_settings(cfg)

@@ -30,14 +30,17 @@ class Logger:
         self.csv_path = self.run_dir / "metrics.csv"
         self.writer = None
         if tensorboard:
-            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=start_frames if start_frames else None)
+            # TensorBoard purges events at steps >= purge_step, while the CSV keeps rows at
+            # start_frames (logged before that checkpoint was written): purge from the next frame.
+            purge = start_frames + 1 if start_frames else None
+            self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
             if not start_frames:
                 self.writer.add_text("about", AXIS_NOTE, 0)
         self._csv_file = None
         if csv_log:
             if start_frames and self.csv_path.exists():
                 _truncate_csv_after(self.csv_path, start_frames)
-            new = not self.csv_path.exists()
+            new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
             # open for the run's lifetime, closed by close(): no context manager can span it
             self._csv_file = open(self.csv_path, "a", newline="")  # noqa: SIM115
             self._csv = csv.writer(self._csv_file)
@@ -67,22 +70,53 @@ class Logger:
             self._csv_file.close()
 
 
-def _truncate_csv_after(path: Path, frames: int) -> None:
-    with open(path, newline="") as f:
+def _truncate_csv_after(path: Path, frames: int, warn=None) -> None:
+    """Keep the rows up to `frames` (a resume continues from there). Rows that are not
+    well-formed (a line cut by a crash, stray bytes) are dropped with one warning; an empty file
+    gets its header back."""
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
         rows = list(csv.reader(f))
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= frames]
+    body = rows[1:] if rows and tuple(rows[0]) == CSV_FIELDS else rows
+    keep, damaged = [], 0
+    for row in body:
+        if not _well_formed(row):
+            damaged += 1
+        elif int(row[0]) <= frames:
+            keep.append(row)
+    if damaged:
+        (warn or _warn)(f"dqn-atari: warning: {path}: dropped {damaged} malformed line(s)")
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(keep)
+        csv.writer(f).writerows([list(CSV_FIELDS)] + keep)
     tmp.replace(path)
 
 
+def _well_formed(row: list[str]) -> bool:
+    if len(row) != len(CSV_FIELDS):
+        return False
+    try:
+        int(row[0]), int(row[1]), float(row[2]), float(row[4])
+    except ValueError:
+        return False
+    return bool(row[3])
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def read_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(frames, value), ...] from a run's metrics.csv."""
+    """tag -> [(frames, value), ...] from a run's metrics.csv. Malformed lines (a line cut by a
+    crash) are skipped; a file without the header is refused with ValueError."""
     out: dict[str, list[tuple[int, float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            out.setdefault(row["tag"], []).append((int(row["frames"]), float(row["value"])))
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None or tuple(header) != CSV_FIELDS:
+            raise ValueError(f"{path} is not a metrics.csv (its first line must be {','.join(CSV_FIELDS)})")
+        for row in rows:
+            if _well_formed(row):
+                out.setdefault(row[3], []).append((int(row[0]), float(row[4])))
     return out
 
 

@@ -354,11 +354,18 @@ class ReplayBuffer:
         """Plain .npy files (no pickle) and a manifest with shapes, counters and CRC32s.
 
         Frame chunks whose contents did not change since the save in `reuse_from` are
-        hard-linked from there instead of rewritten, so a checkpoint costs what changed."""
+        hard-linked from there instead of rewritten, so a checkpoint costs what changed; a chunk
+        is linked only after its checksum is verified (a damaged file is written afresh from
+        memory, never passed on). Chunks never written to are not saved at all."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         reuse_dir = Path(reuse_from) if reuse_from else None
-        previous = _read_manifest(reuse_dir) if reuse_dir else None
+        previous = None
+        if reuse_dir:
+            try:
+                previous = _read_manifest(reuse_dir)
+            except ReplayError:  # nothing to reuse from a damaged save: write every chunk
+                previous = None
         files = {}
         for name in self.small_arrays:
             files[f"{name}.npy"] = _save_npy(directory / f"{name}.npy", getattr(self, name))
@@ -367,8 +374,16 @@ class ReplayBuffer:
             for c in range(self.chunk_version.shape[1]):
                 fname = f"frames_{e}_{c}.npy"
                 version = int(self.chunk_version[e, c])
+                if version == 0:  # all zeros, as a new buffer's memory is
+                    continue
                 old = previous and previous["chunks"].get(fname)
-                if old and reuse_dir and old["version"] == version and _try_link(reuse_dir / fname, directory / fname):
+                if (
+                    old
+                    and reuse_dir
+                    and old["version"] == version
+                    and _intact(reuse_dir / fname, old["crc32"])
+                    and _try_link(reuse_dir / fname, directory / fname)
+                ):
                     files[fname] = old["crc32"]
                 else:
                     part = _to_numpy(self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES])
@@ -412,6 +427,12 @@ class ReplayBuffer:
                 raise ReplayError(f"replay in {directory} has no {name}.npy (saved by another kind of replay)")
             array = _load_npy(directory / f"{name}.npy", manifest["files"][f"{name}.npy"])
             getattr(self, name)[...] = array
+        # Chunks the save left out were never written: zeros. Only chunks this buffer has
+        # written are cleared, so loading into a new buffer touches no page it does not fill.
+        for e, c in zip(*np.nonzero(self.chunk_version), strict=True):
+            if f"frames_{e}_{c}.npy" not in manifest["chunks"]:
+                self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = 0
+                self.chunk_version[e, c] = 0
         for fname, info in manifest["chunks"].items():
             e, c = (int(x) for x in fname[len("frames_") : -len(".npy")].split("_"))
             part = _load_npy(directory / fname, info["crc32"])
@@ -468,6 +489,13 @@ def _load_npy(path: Path, crc: int) -> np.ndarray:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
         raise ReplayError(f"replay file {path} is unreadable: {err}") from None
+
+
+def _intact(path: Path, crc: int) -> bool:
+    try:
+        return crc_of_file(path) == crc
+    except OSError:
+        return False
 
 
 def _try_link(src: Path, dst: Path) -> bool:

@@ -68,7 +68,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     dirs: list[Path] = []
     for p in map(Path, paths):
         if (p / "sweep.json").is_file():
-            dirs += [Path(t["run_dir"]) for t in json.loads((p / "sweep.json").read_text())["tasks"]]
+            dirs += _sweep_run_dirs(p / "sweep.json")
         elif (p / "metrics.csv").is_file():
             dirs.append(p)
         elif p.is_dir():
@@ -79,13 +79,38 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     for d in dirs:
         if not (d / "metrics.csv").is_file() or not (d / "config.yaml").is_file():
             continue  # a task that has not started yet
-        cfg = yaml.safe_load((d / "config.yaml").read_text())
-        with open(d / "metrics.csv", newline="") as f:
-            clock = np.array([(int(r["frames"]), float(r["wall_time"])) for r in csv.DictReader(f)], dtype=np.float64)
-        runs.append(Run(d, cfg["env"]["game"], cfg["seed"], cfg, read_csv(d / "metrics.csv"), clock.reshape(-1, 2)))
+        try:
+            cfg = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+            game, seed = cfg["env"]["game"], cfg["seed"]
+        except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):
+            raise ResultsError(f"{d / 'config.yaml'} is not a run's resolved config") from None
+        try:
+            metrics = read_csv(d / "metrics.csv")
+        except ValueError as err:
+            raise ResultsError(str(err)) from None
+        runs.append(Run(d, game, seed, cfg, metrics, _wall_clock(d / "metrics.csv")))
     if not runs:
         raise ResultsError(f"no runs with metrics.csv and config.yaml under {', '.join(map(str, paths))}")
     return runs
+
+
+def _sweep_run_dirs(path: Path) -> list[Path]:
+    try:
+        return [Path(t["run_dir"]) for t in json.loads(path.read_text())["tasks"]]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+        raise ResultsError(f"{path} is not a sweep manifest (written by `dqn-atari submit`)") from None
+
+
+def _wall_clock(path: Path) -> np.ndarray:
+    """(frames, wall time) of every well-formed row of a metrics.csv."""
+    clock = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        for row in csv.reader(f):
+            try:
+                clock.append((int(row[0]), float(row[2])))
+            except (ValueError, IndexError):  # the header, or a line cut by a crash
+                continue
+    return np.array(clock, dtype=np.float64).reshape(-1, 2)
 
 
 def signature(cfg: dict) -> str:

@@ -21,8 +21,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from dqn_atari.checkpoint import Checkpointer
 from dqn_atari.config import load_config, save_config
 from dqn_atari.envs.games import resolve_game
 from dqn_atari.metrics import read_csv
@@ -34,6 +35,23 @@ _TIME = re.compile(r"^(\d+-\d{1,2}(:\d{2}(:\d{2})?)?|\d+(:\d{2}){0,2})$")  # sba
 _MEM = re.compile(r"^\d+[KMGT]?$")
 _NAME = re.compile(r"^[A-Za-z0-9_.+\-]+$")
 _PATH = re.compile(r"^[A-Za-z0-9_.+\-/]+$")
+_DEPENDENCY = re.compile(r"^(singleton|[a-z]+(:[0-9_+]+)+)([,?](singleton|[a-z]+(:[0-9_+]+)+))*$")
+# One long option, its value free of anything a #SBATCH line cannot hold.
+_SBATCH_OPTION = re.compile(r"^--[a-z][a-z\-]*(=[A-Za-z0-9_.,:@%+\-/=\[\]|&]+)?$")
+
+
+def time_limit_seconds(text: str) -> int | None:
+    """Seconds in a SLURM --time value (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(x) for x in clock.split(":")]
+    if days:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+        return int(days) * 86400 + hours * 3600 + minutes * 60 + seconds
+    if len(parts) == 1:
+        return parts[0] * 60
+    if len(parts) == 2:
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 class SlurmError(RuntimeError):
@@ -51,12 +69,38 @@ class Resources:
     qos: str | None = None
     max_parallel: int | None = None
     signal_seconds: int = 120
+    job_name: str | None = None  # default: the sweep directory's name
+    dependency: str | None = None  # sbatch --dependency, e.g. afterok:1234
+    setup: str = ""  # shell lines run before training (module load, conda activate...)
+    sbatch_extra: tuple[str, ...] = ()  # more #SBATCH options, e.g. --constraint=a100
 
     def validate(self) -> None:
         if not _TIME.match(self.time):
             raise SlurmError(
                 f"--time {self.time!r} is not a SLURM time; use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
             )
+        limit = time_limit_seconds(self.time)
+        # The warning must leave the trainer time to start, finish a step and write its
+        # checkpoint, and it may fire up to a minute early: at most half the limit.
+        if limit and self.signal_seconds * 2 > limit:
+            raise SlurmError(
+                f"--signal-seconds {self.signal_seconds} is not well inside --time {self.time} ({limit} s): "
+                f"give a warning of at most half the time limit, or a longer --time"
+            )
+        if self.job_name is not None and not _NAME.match(self.job_name):
+            raise SlurmError(f"--job-name {self.job_name!r} may hold only letters, digits and _ . + -")
+        if self.dependency is not None and not _DEPENDENCY.match(self.dependency):
+            raise SlurmError(
+                f"--dependency {self.dependency!r} is not a SLURM dependency; use e.g. afterok:1234 or "
+                f"afterany:1234:1235,singleton"
+            )
+        for line in self.sbatch_extra:
+            if not _SBATCH_OPTION.match(line):
+                raise SlurmError(
+                    f"--sbatch {line!r} is not one sbatch option; use e.g. --constraint=a100 or --mail-type=END"
+                )
+        if "\0" in self.setup:
+            raise SlurmError("--setup holds a NUL byte")
         if not _MEM.match(self.mem):
             raise SlurmError(f"--mem {self.mem!r} is not a SLURM memory size; use e.g. 32G, 4000M or 16000")
         for name in ("partition", "account", "qos"):
@@ -71,6 +115,56 @@ class Resources:
             raise SlurmError(f"--max-parallel must be at least 1, got {self.max_parallel}")
         if self.signal_seconds < 1:
             raise SlurmError(f"--signal-seconds must be at least 1, got {self.signal_seconds}")
+
+
+PROFILE_KEYS = {
+    "time": str,
+    "cpus": int,
+    "mem": str,
+    "gpus": int,
+    "partition": str,
+    "account": str,
+    "qos": str,
+    "max_parallel": int,
+    "signal_seconds": int,
+    "job_name": str,
+    "dependency": str,
+    "setup": str,
+    "sbatch": list,
+}
+
+
+def load_profile(name_or_path: str) -> dict:
+    """A cluster profile: a YAML mapping of submit options (see PROFILE_KEYS), from a file or
+    slurm/profiles/<name>.yaml. `sbatch` is a list of extra options; `setup` shell lines."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = Path("slurm") / "profiles" / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise SlurmError(f"--profile {name_or_path}: no such file, and no slurm/profiles/{name_or_path}.yaml here")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise SlurmError(f"profile {path} is not valid UTF-8 YAML") from None
+    if not isinstance(data, dict):
+        raise SlurmError(f"profile {path} must be a mapping of submit options")
+    out: dict = {}
+    for key, value in data.items():
+        kind = PROFILE_KEYS.get(key)
+        if kind is None:
+            raise SlurmError(f"profile {path}: unknown key {key!r}; known: {', '.join(PROFILE_KEYS)}")
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise SlurmError(f"profile {path}: {key} must be {kind.__name__}, got {value!r}")
+        if key == "sbatch":
+            options = cast(list, value)
+            if not all(isinstance(v, str) for v in options):
+                raise SlurmError(f"profile {path}: sbatch must be a list of options such as --constraint=a100")
+            out["sbatch_extra"] = tuple(options)
+        else:
+            out[key] = value
+    return out
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -97,6 +191,7 @@ def render_script(sweep_dir: Path, job_name: str, num_tasks: int, res: Resources
         "PARTITION_LINE": ("--partition={}", res.partition),
         "ACCOUNT_LINE": ("--account={}", res.account),
         "QOS_LINE": ("--qos={}", res.qos),
+        "DEPENDENCY_LINE": ("--dependency={}", res.dependency),
     }
     values = {
         "JOB_NAME": job_name,
@@ -109,22 +204,29 @@ def render_script(sweep_dir: Path, job_name: str, num_tasks: int, res: Resources
         # Read by the shell: quoted.
         "SWEEP_DIR": shlex.quote(str(sweep_dir)),
         "PYTHON": shlex.quote(python),
+        "EXTRA_SBATCH_LINES": "\n".join(f"#SBATCH {line}" for line in res.sbatch_extra) or "# (no extra #SBATCH lines)",
+        "SETUP": res.setup.strip() or "# (none)",
     }
     for key, (form, value) in optional.items():
         values[key] = f"#SBATCH {form.format(value)}" if value is not None else f"##SBATCH {form.format('')} (not set)"
     script = TEMPLATE.read_text()
+    # The set-up goes in last: it is the user's own shell text, and may hold anything.
     for key, value in values.items():
-        script = script.replace(f"@@{key}@@", value)
-    leftover = re.search(r"@@[A-Z_]+@@", script)
+        if key != "SETUP":
+            script = script.replace(f"@@{key}@@", value)
+    leftover = re.search(r"@@(?!SETUP@@)[A-Z_]+@@", script)
     if leftover:
         raise SlurmError(f"template {TEMPLATE} has an unknown placeholder {leftover.group(0)}")
-    return script
+    return script.replace("@@SETUP@@", values["SETUP"])
 
 
 def plan_sweep(config: str, games: list[str] | None, seeds: list[int], overrides: list[str], sweep_dir: Path):
     """One resolved config per (game, seed), each with its own fixed run directory; validated."""
     base = load_config(config, overrides)
     games = [resolve_game(g) for g in (games or [base.env.game])]
+    repeated = sorted({g for g in games if games.count(g) > 1})
+    if repeated:
+        raise SlurmError(f"--games names {', '.join(repeated)} twice: two tasks would share one run directory")
     tasks: list[dict] = []
     for game in games:
         for seed in seeds:
@@ -163,15 +265,14 @@ def submit(
     if sweep.exists() and any(sweep.iterdir()):
         raise SlurmError(f"sweep directory {sweep} already exists and is not empty; choose another with --sweep-dir")
     tasks = plan_sweep(config, games, seeds, overrides, sweep)
-    job_name = f"dqn-{Path(config).stem}"
-    if not _NAME.match(job_name):
-        job_name = "dqn-sweep"
+    job_name = resources.job_name or sweep.name  # readable in squeue, one per sweep
     script = render_script(sweep, job_name, len(tasks), resources)
     if dry_run:
         return {"script": script, "tasks": tasks, "sweep_dir": str(sweep), "job_id": None}
 
     if shutil.which("sbatch") is None:
         raise SlurmError("sbatch not found: run this on a SLURM login node (or start slurm/local-cluster/up.sh)")
+    check_fits_a_node(resources)
     (sweep / "tasks").mkdir(parents=True, exist_ok=True)
     (sweep / "logs").mkdir(exist_ok=True)
     try:
@@ -198,52 +299,132 @@ def submit(
     return {"script": script, "tasks": tasks, "sweep_dir": str(sweep), "job_id": job_id}
 
 
-# ---------------------------------------------------------------------------- status
-def _slurm_states(job_id: str) -> dict[int, dict]:
-    """Array index -> {'state', 'restarts'} from squeue (live) and scontrol (recently ended)."""
-    states: dict[int, dict] = {}
+def _megabytes(mem: str) -> int:
+    number, unit = (mem[:-1], mem[-1]) if mem[-1] in "KMGT" else (mem, "M")
+    return int(int(number) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit])
+
+
+def check_fits_a_node(res: Resources) -> None:
+    """Refuse a task that no node of the partition can ever run (it would pend forever with no
+    word). Nothing is said when sinfo cannot tell."""
+    command = ["sinfo", "-h", "-N", "-o", "%c %m %P"] + (["-p", res.partition] if res.partition else [])
     try:
-        out = subprocess.run(
-            ["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=30
-        ).stdout
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
-        out = ""
-    for line in out.splitlines():
+        return
+    nodes = []
+    for line in out.stdout.splitlines():
+        cpus, mem, _ = line.split(maxsplit=2)
+        if cpus.isdigit() and mem.rstrip("+").isdigit():
+            nodes.append((int(cpus), int(mem.rstrip("+"))))
+    if out.returncode != 0 or not nodes:
+        return
+    need_mb = _megabytes(res.mem)
+    if not any(cpus >= res.cpus and mem >= need_mb for cpus, mem in nodes):
+        biggest_cpus, biggest_mem = max(c for c, _ in nodes), max(m for _, m in nodes)
+        where = f"partition {res.partition}" if res.partition else "this cluster"
+        raise SlurmError(
+            f"no node of {where} can run a task with --cpus {res.cpus} --mem {res.mem}: the largest have "
+            f"{biggest_cpus} CPUs and {biggest_mem:,} MB (sinfo); ask for less"
+        )
+
+
+# ---------------------------------------------------------------------------- status
+class ControllerUnreachable(SlurmError):
+    """scontrol cannot reach slurmctld: no task state can be known."""
+
+
+def _run(command: list[str], timeout: float = 30) -> subprocess.CompletedProcess | None:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def check_controller() -> None:
+    """One quick question to slurmctld before the others, each of which would wait about a
+    minute for a controller that is down."""
+    out = _run(["scontrol", "ping"], timeout=20)
+    if out is None:
+        raise ControllerUnreachable(
+            "the SLURM controller did not answer `scontrol ping` within 20 s; task states unknown"
+        )
+    if " is UP" not in out.stdout:
+        said = (out.stdout or out.stderr).strip().splitlines()
+        raise ControllerUnreachable(
+            f"the SLURM controller cannot be reached ({said[0] if said else 'scontrol ping failed'}); "
+            f"task states unknown"
+        )
+
+
+def _task_indices(text: str) -> list[int]:
+    """Array task ids as SLURM writes them: '3', '0-2', '[0-2%1]', '1,4-5'."""
+    out: list[int] = []
+    for part in text.strip("[]").split("%")[0].split(","):
+        low, _, high = part.partition("-")
+        if low.isdigit() and (not high or high.isdigit()):
+            out.extend(range(int(low), int(high or low) + 1))
+    return out
+
+
+def _live_states(job_id: str) -> dict[int, dict]:
+    """Array index -> {'state', 'reason', 'restarts'} of tasks the controller still holds:
+    squeue (pending and running, with the pending reason) and `scontrol show job` (also tasks
+    ended within the last few minutes, and restart counts)."""
+    states: dict[int, dict] = {}
+    shown = _run(["scontrol", "show", "job", "-o", job_id])
+    for line in shown.stdout.splitlines() if shown else []:
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if "ArrayTaskId" in fields and fields["ArrayTaskId"].isdigit():
-            states[int(fields["ArrayTaskId"])] = {
+        for index in _task_indices(fields.get("ArrayTaskId", "")):
+            states[index] = {
                 "state": fields.get("JobState", "?"),
+                "reason": fields.get("Reason", "None"),
                 "restarts": int(fields.get("Restarts", 0)),
             }
-    try:
-        out = subprocess.run(
-            ["squeue", "-h", "-r", "-j", job_id, "-o", "%K %T"], capture_output=True, text=True, timeout=30
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        out = ""
-    for line in out.splitlines():
-        index, state = line.split()
-        if index.isdigit():
-            states.setdefault(int(index), {"restarts": 0})["state"] = state
+    queued = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T|%r"])
+    for line in queued.stdout.splitlines() if queued else []:
+        index, state, reason = (line.split("|") + ["", ""])[:3]
+        for i in _task_indices(index):
+            states.setdefault(i, {"restarts": 0}).update(state=state, reason=reason)
     return states
 
 
-def _completion_records(job_id: str) -> dict[int, str]:
-    """Array index -> final state from the job completion file (jobcomp/filetxt), for tasks that
-    squeue and scontrol have forgotten. Empty when the cluster keeps no such file."""
-    try:
-        config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    match = re.search(r"^JobCompLoc\s*=\s*(\S+)", config, re.M)
+def _accounting_states(job_id: str) -> tuple[dict[int, str], str] | None:
+    """Array index -> final state from sacct, where the cluster keeps accounting; None where it
+    does not (no slurmdbd: sacct says accounting storage is disabled)."""
+    out = _run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State"])
+    if out is None or out.returncode != 0 or "disabled" in (out.stderr + out.stdout):
+        return None
+    states = {}
+    for line in out.stdout.splitlines():
+        job, _, state = line.partition("|")
+        if "_" in job:
+            for i in _task_indices(job.split("_", 1)[1]):
+                states[i] = state.split()[0] if state else "?"  # "CANCELLED by 0" -> CANCELLED
+    return states, "sacct"
+
+
+WHOLE_ARRAY = -1  # key of a state recorded for every task of an array at once
+
+
+def _completion_records(job_id: str) -> tuple[dict[int, str], str] | None:
+    """Array index -> final state from the job completion file (jobcomp/filetxt); None where the
+    cluster keeps no such file."""
+    config = _run(["scontrol", "show", "config"])
+    match = re.search(r"^JobCompLoc\s*=\s*(\S+)", config.stdout if config else "", re.M)
     if not match or not Path(match.group(1)).is_file():
-        return {}
+        return None
     out = {}
-    for line in Path(match.group(1)).read_text().splitlines():
+    for line in Path(match.group(1)).read_text(errors="replace").splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
-        if fields.get("ArrayJobId") == job_id and fields.get("ArrayTaskId", "").isdigit():
-            out[int(fields["ArrayTaskId"])] = fields.get("JobState", "?")
-    return out
+        if fields.get("ArrayJobId") == job_id:
+            for i in _task_indices(fields.get("ArrayTaskId", "")):
+                out[i] = fields.get("JobState", "?")
+        elif fields.get("JobId") == job_id and "ArrayTaskId" not in fields:
+            # an array that ended before any task started (e.g. cancelled while pending) leaves
+            # one record for all its tasks
+            out[WHOLE_ARRAY] = fields.get("JobState", "?")
+    return out, f"job completion file {match.group(1)}"
 
 
 def run_progress(run_dir: Path) -> dict:
@@ -251,56 +432,82 @@ def run_progress(run_dir: Path) -> dict:
     out: dict[str, Any] = {"frames": 0, "return10": None, "restarts": 0}
     csv_path = run_dir / "metrics.csv"
     if csv_path.is_file():
-        metrics = read_csv(csv_path)
+        try:
+            metrics = read_csv(csv_path)
+        except ValueError:  # damaged; the trainer repairs it on its next start
+            metrics = {}
         frames = [f for points in metrics.values() for f, _ in points]
         out["frames"] = max(frames) if frames else 0
         scores = [v for _, v in metrics.get("train/episode_return", [])][-10:]
         out["return10"] = sum(scores) / len(scores) if scores else None
         restarts = metrics.get("slurm/restart_count", [])
         out["restarts"] = int(restarts[-1][1]) if restarts else 0
-    checkpoints = sorted((run_dir / "checkpoints").glob("ckpt-*")) if (run_dir / "checkpoints").is_dir() else []
+    checkpoints = Checkpointer(run_dir).list()
     if checkpoints:
-        out["frames"] = max(out["frames"], int(checkpoints[-1].name.split("-")[1]))
+        out["frames"] = max(out["frames"], int(checkpoints[0].name.split("-")[1]))
     return out
 
 
-def status(sweep_dir: str | Path) -> list[dict]:
+def status(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """One row per task, and the sources its states came from. A task that has left the
+    controller (squeue forgets an ended task within minutes) is looked up in accounting (sacct)
+    where the cluster keeps it, else in the job completion file."""
     sweep = Path(sweep_dir)
     try:
         manifest = json.loads((sweep / "sweep.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        job_id, tasks = manifest["job_id"], manifest["tasks"]
+    except (OSError, ValueError, KeyError, TypeError):
         raise SlurmError(f"{sweep} is not a sweep directory (no readable sweep.json)") from None
-    job_id = manifest["job_id"]
-    live = _slurm_states(job_id) if shutil.which("scontrol") else {}
-    ended = _completion_records(job_id) if shutil.which("scontrol") else {}
+    live: dict[int, dict] = {}
+    ended: dict[int, str] = {}
+    sources = []
+    if shutil.which("scontrol"):
+        check_controller()
+        live = _live_states(job_id)
+        sources.append("squeue and scontrol (tasks queued, running or ended minutes ago)")
+        found = _accounting_states(job_id) or _completion_records(job_id)
+        if found is not None:
+            ended, source = found
+            sources.append(f"{source} (ended tasks)")
+        else:
+            sources.append("no accounting and no job completion file: ended tasks read UNKNOWN")
+    else:
+        sources.append("no SLURM commands here: states unknown, progress from the run directories")
     rows = []
-    for task in manifest["tasks"]:
+    for task in tasks:
         i = task["index"]
         cfg = load_config(sweep / "tasks" / f"{i}.yaml")
         progress = run_progress(Path(task["run_dir"]))
         slurm = live.get(i, {})
+        state = slurm.get("state") or ended.get(i) or ended.get(WHOLE_ARRAY) or "UNKNOWN"
+        reason = slurm.get("reason", "") if state == "PENDING" else ""
         rows.append(
             {
                 "index": i,
                 "job": f"{job_id}_{i}",
                 "game": task["game"],
                 "seed": task["seed"],
-                "state": slurm.get("state") or ended.get(i) or "UNKNOWN",
+                "state": state,
+                "reason": "" if reason in ("None", "(null)") else reason,
                 "frames": progress["frames"],
                 "budget": cfg.train.total_frames,
                 "return10": progress["return10"],
                 "restarts": max(slurm.get("restarts", 0), progress["restarts"]),
             }
         )
-    return rows
+    return rows, sources
 
 
-def format_status(rows: list[dict]) -> str:
-    lines = [f"{'task':<12} {'game':<14} {'seed':>4} {'state':<11} {'frames':>23} {'return10':>9} {'restarts':>8}"]
+def format_status(rows: list[dict], sources: list[str] | None = None) -> str:
+    lines = [
+        f"{'task':<12} {'game':<14} {'seed':>4} {'state':<11} {'frames':>23} {'return10':>9} {'restarts':>8}  reason"
+    ]
     for r in rows:
         ret = f"{r['return10']:.1f}" if r["return10"] is not None else "-"
         lines.append(
             f"{r['job']:<12} {r['game']:<14} {r['seed']:>4} {r['state']:<11} "
-            f"{r['frames']:>11,}/{r['budget']:<11,} {ret:>9} {r['restarts']:>8}"
+            f"{r['frames']:>11,}/{r['budget']:<11,} {ret:>9} {r['restarts']:>8}  {r.get('reason', '')}".rstrip()
         )
+    if sources:
+        lines.append("states from: " + "; ".join(sources))
     return "\n".join(lines)

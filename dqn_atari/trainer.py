@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from dqn_atari.agent import agent_from_config, linear_epsilon
-from dqn_atari.checkpoint import Checkpointer
+from dqn_atari.checkpoint import Checkpointer, CheckpointError
 from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
 from dqn_atari.evaluation import observation_settings, play_episodes
@@ -67,6 +67,13 @@ def batch_to_device(batch: Batch, device: torch.device) -> tuple[torch.Tensor, .
     return tuple(move(a) for a in arrays) + (None if batch.weights is None else move(batch.weights),)
 
 
+def allocated_cpus() -> int:
+    """CPUs SLURM gave this task (SLURM_CPUS_PER_TASK), 0 outside SLURM: torch's default of one
+    thread per core of the node oversubscribes a task that holds only some of them."""
+    value = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    return int(value) if value.isdigit() else 0
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -82,8 +89,9 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         seed_everything(cfg.seed, cfg.train.deterministic)
-        if cfg.train.torch_threads:
-            torch.set_num_threads(cfg.train.torch_threads)
+        threads = cfg.train.torch_threads or allocated_cpus()
+        if threads:
+            torch.set_num_threads(threads)
         self.device = resolve_device(cfg.train.device)
 
         # Independent streams from the one seed (numpy SeedSequence): exploration, replay
@@ -293,6 +301,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Everything the run needs to continue as if it had not stopped."""
         self._interval.assert_finite(self.steps, self.frames)  # never save a diverged network
+        self.assert_weights_finite()
         self._logger().flush()
         model = {"agent": self.agent.state_dict(), "torch_rng": torch.get_rng_state()}
         if self.device.type == "cuda":
@@ -318,6 +327,29 @@ class Trainer:
         self.checkpointed_frames = self.frames
         return path
 
+    def assert_weights_finite(self) -> None:
+        """The weights themselves, not only the logged loss: a non-finite learning rate (or an
+        update between logging points) can fill them with NaN while the last loss looked fine."""
+        for name, tensor in self.agent.state_dict()["online"].items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise TrainingDiverged(
+                    f"non-finite weights in {name} at step {self.steps:,} (frame {self.frames:,}); "
+                    f"stopping, nothing saved after this point"
+                )
+
+    def set_aside_logs_without_checkpoint(self) -> Path | None:
+        """A fresh start in a run directory that has logs but no checkpoint (a run killed before
+        its first checkpoint): move those logs into `abandoned-<time>/` so the new run's start
+        from frame 0 neither appends to nor erases them. Returns where they went, or None."""
+        logs = [self.run_dir / name for name in ("metrics.csv", "tb") if (self.run_dir / name).exists()]
+        if not logs:
+            return None
+        aside = self.run_dir / f"abandoned-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for path in logs:
+            os.rename(path, aside / path.name)
+        return aside
+
     def resume(self) -> Path | None:
         """Continue from the newest loadable checkpoint of the run directory, if there is one."""
         found = self.checkpointer.load_latest(
@@ -326,8 +358,12 @@ class Trainer:
         if found is None:
             return None
         path, model, state, envs = found
-        self.agent.load_state_dict(model["agent"])
-        torch.set_rng_state(model["torch_rng"])
+        try:
+            self.agent.load_state_dict(model["agent"])
+            torch.set_rng_state(model["torch_rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"checkpoint {path} does not fit this run's config ({reason})") from None
         if "cuda_rng" in model and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(model["cuda_rng"])
         random.setstate(tuple(tuple(x) if isinstance(x, list) else x for x in state["python_rng"]))

@@ -196,3 +196,22 @@ def test_resume_of_a_run_without_checkpoints_says_so(tmp_path):
     result = resume(run)
     assert result.returncode == 2
     assert "no checkpoint there to resume from" in result.stderr
+
+
+def test_tensorboard_and_csv_hold_the_same_points_after_a_resume_at_a_logging_frame(tmp_path):
+    """The checkpoint at 1,200 frames is taken right at a logging point: TensorBoard must keep
+    that point as the CSV does (a purge from 1,200 on would drop it)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from dqn_atari.metrics import read_csv
+
+    run = tmp_path / "run"
+    assert train(run, "train.total_frames=1200").returncode == 0  # logs every 400 frames
+    assert resume(run, "train.total_frames=2000").returncode == 0
+    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    csv_points = read_csv(run / "metrics.csv")
+    for tag in ("train/epsilon", "train/loss", "replay/size"):
+        tb_frames = [e.step for e in events.Scalars(tag)]
+        assert 1200 in tb_frames
+        assert tb_frames == [f for f, _ in csv_points[tag]], tag

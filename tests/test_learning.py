@@ -13,8 +13,23 @@ from dqn_atari.envs.vector import AtariVector
 from dqn_atari.trainer import Trainer
 
 
+# Rainbow's pieces (configs/rainbow.yaml) at Catch's scale: noisy nets explore (epsilon 0),
+# C51 on [-10, 10], 3-step returns, prioritized replay with beta annealed to 1, dueling, double.
+RAINBOW = [
+    "network.dueling=true",
+    "network.noisy=true",
+    "agent.distributional=true",
+    "agent.double_dqn=true",
+    "replay.n_step=3",
+    "replay.prioritized=true",
+    "agent.epsilon_start=0",
+    "agent.epsilon_end=0",
+]
+
+
 @pytest.mark.e2e
-def test_dqn_learns_catch_from_pixels(tmp_path):
+@pytest.mark.parametrize("agent", ["dqn", "rainbow"])
+def test_agent_learns_catch_from_pixels(tmp_path, agent):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
         [
@@ -35,6 +50,7 @@ def test_dqn_learns_catch_from_pixels(tmp_path):
             "train.torch_threads=2",
             "log.progress=quiet",
             "log.every_steps=500",
+            *(RAINBOW if agent == "rainbow" else []),
         ],
     )
     envs = AtariVector(gym.vector.SyncVectorEnv([make_catch], autoreset_mode=AutoresetMode.SAME_STEP))
@@ -52,5 +68,5 @@ def test_dqn_learns_catch_from_pixels(tmp_path):
             obs, reward, done, _, _ = env.step(int(trainer.agent.greedy_actions(obs[None])[0]))
             total += reward
         returns.append(total)
-    print(f"catch: mean greedy return {np.mean(returns):.2f}")
+    print(f"catch, {agent}: mean greedy return {np.mean(returns):.2f}")
     assert np.mean(returns) >= 0.8, f"mean greedy return {np.mean(returns):.2f} after {trainer.steps} steps"

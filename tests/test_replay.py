@@ -378,3 +378,52 @@ def test_corrupt_save_is_refused(tmp_path, damage):
 def test_refuses_capacity_beyond_available_memory():
     with pytest.raises(ReplayError, match=r"needs [\d,]+ bytes but only [\d,]+ are available"):
         ReplayBuffer(10**12)
+
+
+def test_a_damaged_chunk_is_written_afresh_not_linked(tmp_path, monkeypatch):
+    """A chunk whose file went bad since the last save must not be hard-linked into the next
+    one: the new save would be born corrupt."""
+    import dqn_atari.replay as replay
+
+    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 8)
+    buf = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
+    stream = Stream(1, np.random.default_rng(1), 0.9, 1)
+    for _ in range(30):
+        stream.step(buf)
+    buf.save(tmp_path / "a")
+    damaged = tmp_path / "a" / "frames_0_0.npy"
+    data = bytearray(damaged.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    stream.step(buf)
+    buf.save(tmp_path / "b", reuse_from=tmp_path / "a")
+    assert (tmp_path / "b" / "frames_0_0.npy").stat().st_nlink == 1
+    assert (tmp_path / "b" / "frames_0_1.npy").stat().st_nlink == 2  # intact chunks still linked
+    copy = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
+    copy.load(tmp_path / "b")
+    np.testing.assert_array_equal(copy.frames, buf.frames)
+
+
+def test_chunks_never_written_are_not_saved_and_load_as_zeros(tmp_path, monkeypatch):
+    """A short run with a large replay saves what it wrote, not the whole empty ring."""
+    import dqn_atari.replay as replay
+
+    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 8)
+    buf = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
+    stream = Stream(1, np.random.default_rng(1), 0.9, 1)
+    for _ in range(20):  # the first few chunks written, the rest of the ring never
+        stream.step(buf)
+    buf.save(tmp_path / "r")
+    written = {f"frames_0_{c}.npy" for c in np.nonzero(buf.chunk_version[0])[0]}
+    assert 0 < len(written) < buf.chunk_version.shape[1]
+    assert {f.name for f in (tmp_path / "r").glob("frames_*.npy")} == written
+    reused = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
+    other = Stream(1, np.random.default_rng(9), 0.9, 1)
+    for _ in range(60):  # every chunk of this buffer written: the load must clear the extra ones
+        other.step(reused)
+    reused.load(tmp_path / "r")
+    np.testing.assert_array_equal(reused.frames, buf.frames)
+    for _ in range(3):
+        a, b = buf.sample(16), reused.sample(16)
+        np.testing.assert_array_equal(a.obs, b.obs)
+        np.testing.assert_array_equal(a.next_obs, b.next_obs)

@@ -54,7 +54,9 @@ def submit(sweep: Path, *extra: str) -> subprocess.CompletedProcess:
 def status_rows(sweep: Path) -> list[list[str]]:
     result = run_cli("status", str(sweep))
     assert result.returncode == 0, result.stderr
-    return [line.split() for line in result.stdout.strip().splitlines()[1:]]
+    *tasks, sources = result.stdout.strip().splitlines()[1:]
+    assert sources.startswith("states from: squeue and scontrol"), sources
+    return [line.split() for line in tasks]
 
 
 def wait_for(sweep: Path, predicate, timeout: float = 240) -> list[list[str]]:
@@ -114,6 +116,144 @@ def test_warning_signal_checkpoints_requeues_and_the_task_resumes(cluster, tmp_p
     assert points == sorted(set(points))  # the resumed run continued the log without repeats
 
 
+def job_of(sweep: Path) -> str:
+    return json.loads((sweep / "sweep.json").read_text())["job_id"]
+
+
+def task_log(sweep: Path, index: int) -> str:
+    return "".join(p.read_text() for p in (sweep / "logs").glob(f"*_{index}.out"))
+
+
+def held_job() -> str:
+    """A job that waits until released: the sweep's --dependency holds it back meanwhile."""
+    return subprocess.run(
+        ["sbatch", "--parsable", "--hold", "--wrap", "true", "-o", "/dev/null"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tmp_path):
+    """Three tasks: 0 completes, 1 and 2 run; 2 holds the array's own job id. The time-limit
+    warning to 2 requeues 2 only; a plain scancel of 1, then of the whole array, cancels them
+    for good, each after a checkpoint."""
+    sweep = tmp_path / "sweep"
+    blocker = held_job()
+    result = submit(
+        sweep,
+        "--seeds",
+        "0-2",
+        "--dependency",
+        f"afterany:{blocker}",
+        "--setup",
+        'echo "site setup ran: $(hostname)"',
+        "--sbatch=--comment=dqn-test",
+        "train.total_frames=400000",
+        "log.every_steps=100",
+    )
+    assert result.returncode == 0, result.stderr
+    tasks_dir = sweep / "tasks"
+    (tasks_dir / "0.yaml").write_text((tasks_dir / "0.yaml").read_text().replace("400000", "1200"))
+    rows = status_rows(sweep)
+    assert [r[3] for r in rows] == ["PENDING"] * 3 and rows[0][-1] == "Dependency"  # the reason is shown
+    subprocess.run(["scontrol", "release", blocker], check=True)
+    job = job_of(sweep)
+    wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED" and rows[1][3] == rows[2][3] == "RUNNING")
+    master = subprocess.run(["scontrol", "show", "job", "-o", f"{job}_2"], capture_output=True, text=True).stdout
+    assert f"JobId={job} " in master  # task 2 is the one that holds the array's id
+    deadline = time.time() + 120
+    while "frames=" not in task_log(sweep, 2):
+        assert time.time() < deadline, task_log(sweep, 2)
+        time.sleep(0.3)
+
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_2"], check=True)
+    rows = wait_for(sweep, lambda rows: rows[2][3] == "RUNNING" and "resumed from" in task_log(sweep, 2))
+    assert f"requeueing task {job}_2" in task_log(sweep, 2)
+    assert rows[0][3] == "COMPLETED" and task_log(sweep, 0).count("restart ") == 1  # not run again
+    assert rows[1][3] == "RUNNING" and task_log(sweep, 1).count("restart ") == 1 and rows[1][6] == "0"
+    assert "site setup ran" in task_log(sweep, 2) and "torch threads 1" in task_log(sweep, 2)
+
+    subprocess.run(["scancel", f"{job}_1"], check=True)
+    wait_for(sweep, lambda rows: rows[1][3] == "CANCELLED")
+    subprocess.run(["scancel", job], check=True)
+    wait_for(sweep, lambda rows: rows[2][3] == "CANCELLED")
+    time.sleep(15)  # long enough for a requeued task to be back (about 10 s here)
+    rows = status_rows(sweep)
+    assert [r[3] for r in rows] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+    for index in (1, 2):
+        text = task_log(sweep, index)
+        assert "stopped by SIGTERM (scancel or preemption): checkpoint written; not requeued" in text
+        run_dir = Path(json.loads((sweep / "sweep.json").read_text())["tasks"][index]["run_dir"])
+        assert (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*"))
+
+
+@pytest.mark.slurm
+def test_a_warning_before_the_trainer_is_up_still_ends_in_a_checkpoint_and_requeue(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = submit(sweep, "--seeds", "0", "--setup", "sleep 3", "train.total_frames=800")
+    assert result.returncode == 0, result.stderr
+    job = job_of(sweep)
+    deadline = time.time() + 120
+    while "task " not in task_log(sweep, 0):  # the script runs; the trainer is not up yet
+        assert time.time() < deadline
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], check=True)
+    rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
+    text = task_log(sweep, 0)
+    assert f"requeueing task {job}_0" in text and "resumed from" in text and rows[0][4] == "800/800"
+
+
+@pytest.mark.slurm
+def test_a_cancelled_pending_array_reads_cancelled_in_the_completion_file(cluster, tmp_path):
+    from dqn_atari.slurm import WHOLE_ARRAY, _completion_records
+
+    sweep = tmp_path / "sweep"
+    blocker = held_job()
+    assert submit(sweep, "--seeds", "0-1", "--dependency", f"afterok:{blocker}").returncode == 0
+    subprocess.run(["scancel", job_of(sweep)], check=True)
+    subprocess.run(["scancel", blocker], check=True)
+    assert [r[3] for r in wait_for(sweep, lambda rows: rows[0][3] != "PENDING")] == ["CANCELLED"] * 2
+    # once the controller forgets the job (minutes later), the completion file still says so:
+    found = _completion_records(job_of(sweep))
+    assert found is not None and found[0][WHOLE_ARRAY] == "CANCELLED"
+
+
+@pytest.mark.slurm
+def test_a_task_no_node_can_run_is_refused_at_submit(cluster, tmp_path):
+    for args, message in ((["--cpus", "64"], "--cpus 64 --mem 2G"), (["--mem", "100000G"], "--mem 100000G")):
+        result = submit(tmp_path / "sweep", *args)
+        assert result.returncode == 2, result.stderr
+        assert "no node of this cluster can run a task with" in result.stderr and message in result.stderr
+        assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slurm
+def test_status_says_so_in_one_line_when_the_controller_is_down(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    assert submit(sweep, "--seeds", "0", "train.total_frames=400").returncode == 0
+    pid = int((cluster / "slurmctld.pid").read_text())
+    os.kill(pid, 15)
+    try:
+        deadline = time.time() + 30
+        while subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout.count(" is UP"):
+            assert time.time() < deadline
+            time.sleep(0.5)
+        started = time.time()
+        result = run_cli("status", str(sweep))
+        assert result.returncode == 1 and time.time() - started < 30
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "the SLURM controller cannot be reached" in lines[0], result.stderr
+    finally:
+        subprocess.run(["slurmctld"], check=True)  # back, with its saved state
+        deadline = time.time() + 30
+        while " is UP" not in subprocess.run(["scontrol", "ping"], capture_output=True, text=True).stdout:
+            assert time.time() < deadline
+            time.sleep(0.5)
+
+
 @pytest.mark.slurm
 def test_sbatch_failure_is_shown_and_leaves_no_sweep(cluster, tmp_path):
     sweep = tmp_path / "sweep"
@@ -136,6 +276,13 @@ def test_sbatch_failure_is_shown_and_leaves_no_sweep(cluster, tmp_path):
         (["--qos", "x\ny"], "may hold only letters"),
         (["--mem", "lots"], "--mem 'lots' is not a SLURM memory size"),
         (["replay.capacty=5"], "did you mean 'replay.capacity'?"),
+        (["--games", "Pong", "pong"], "--games names Pong twice"),
+        (["--time", "00:02:00"], "--signal-seconds 120 is not well inside --time 00:02:00"),
+        (["--dependency", "after ok:1"], "is not a SLURM dependency"),
+        (["--sbatch=--comment=a b"], "is not one sbatch option"),
+        (["--sbatch=#SBATCH"], "is not one sbatch option"),
+        (["--job-name", "a/b"], "--job-name 'a/b' may hold only"),
+        (["--profile", "nosuchprofile"], "no slurm/profiles/nosuchprofile.yaml"),
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, message):
@@ -157,6 +304,25 @@ def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):
     assert "#SBATCH --requeue" in result.stdout and "#SBATCH --signal=B:USR1@120" in result.stdout
     assert "task 5: Breakout seed 2" in result.stdout
     assert not sweep.exists()
+
+
+def test_a_profile_sets_setup_and_extra_lines_and_the_command_line_wins(tmp_path):
+    profile = tmp_path / "site.yaml"
+    profile.write_text(
+        "partition: gpu\ngpus: 1\ncpus: 8\nsetup: |\n  module load cuda/12.4\n  source $HOME/venv/bin/activate\n"
+        "sbatch:\n  - --constraint=a100\n  - --mail-type=END\n"
+    )
+    result = submit(tmp_path / "sweep", "--profile", str(profile), "--gpus", "2", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "#SBATCH --partition=gpu" in out and "#SBATCH --gres=gpu:2" in out  # --gpus 2 beats the profile
+    assert "#SBATCH --cpus-per-task=1" in out  # the test's own --cpus 1 beats the profile's 8
+    assert "#SBATCH --constraint=a100\n#SBATCH --mail-type=END" in out
+    assert "module load cuda/12.4\nsource $HOME/venv/bin/activate" in out
+    assert "#SBATCH --job-name=sweep" in out
+    (tmp_path / "bad.yaml").write_text("gpu: 1\n")
+    result = submit(tmp_path / "sweep", "--profile", str(tmp_path / "bad.yaml"))
+    assert result.returncode == 2 and "unknown key 'gpu'" in result.stderr
 
 
 def test_rendered_script_quotes_shell_values_and_parses(tmp_path):

@@ -32,7 +32,7 @@ munged --force --key-file="$STATE/munge/munge.key" --socket="$MUNGE_SOCKET" \
 chmod 755 "$STATE/munge"  # clients need to reach the socket
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
+CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
 MEM=$(( $(free -m | awk '/^Mem:/ {print $2}') * 8 / 10 ))
 mkdir -p "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/log"
 cat >"$STATE/slurm.conf" <<CONF

@@ -1,0 +1,327 @@
+"""No run is ever lost: one trainer per run directory, damaged checkpoints and logs set aside,
+bad input refused in one line. Real processes, real files, real signals, real write failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, ROOT, run_cli
+from test_checkpoint import BASE, checkpoints, resume, train
+
+from dqn_atari.replay import crc_of_file
+from dqn_atari.run_lock import LOCK_NAME, RunLock, RunLocked
+
+
+def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if "warning" not in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("dqn-atari: error: ")
+    return lines[0]
+
+
+def start_training(run: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *extra],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(condition, what: str, seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def csv_frames(run: Path) -> list[int]:
+    return [int(line.split(",")[0]) for line in (run / "metrics.csv").read_text().splitlines()[1:]]
+
+
+# ---------------------------------------------------------------------------- 1. the run lock
+def test_a_second_trainer_on_a_live_run_is_refused_and_a_dead_holder_does_not_block(tmp_path):
+    run = tmp_path / "run"
+    first = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=1000")
+    try:
+        wait_for(lambda: len(checkpoints(run)) >= 1, "the first checkpoint")
+        for attempt in (train(run), resume(run)):
+            line = one_line_error(attempt)
+            assert f"in use by pid {first.pid} on host {socket.gethostname()}" in line
+        assert first.poll() is None  # the holder runs on, untouched
+    finally:
+        first.kill()
+        first.communicate()
+    assert (run / LOCK_NAME).exists()  # a SIGKILLed holder leaves its lock behind...
+    frames = int(checkpoints(run)[-1].name.split("-")[1])
+    resumed = resume(run, f"train.total_frames={frames + 400}")
+    assert resumed.returncode == 0, resumed.stderr  # ...which does not block the resume
+    assert f"left by pid {first.pid}" in resumed.stderr and "that process has exited" in resumed.stderr
+    assert not (run / LOCK_NAME).exists()  # released at the end
+
+
+def _write_lock(run: Path, holder: dict, age_s: float) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    (run / LOCK_NAME).write_text(json.dumps(holder))
+    then = time.time() - age_s
+    os.utime(run / LOCK_NAME, (then, then))
+
+
+def test_a_lock_from_another_host_holds_while_it_beats_and_goes_stale_without(tmp_path):
+    holder = {"host": "node-that-is-not-this-one", "pid": 4242, "slurm_task": None, "started": "earlier"}
+    _write_lock(tmp_path, holder, age_s=10)
+    with pytest.raises(RunLocked, match="in use by pid 4242 on host node-that-is-not-this-one"):
+        RunLock(tmp_path, warn=lambda line: None).acquire()
+    _write_lock(tmp_path, holder, age_s=3600)  # its node died an hour ago
+    warnings: list[str] = []
+    with RunLock(tmp_path, warn=warnings.append):
+        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert "no heartbeat for" in warnings[0]
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_requeued_slurm_task_takes_over_its_own_lock_from_another_node(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    other_task = {"host": "node-b", "pid": 99, "slurm_task": "77_2", "started": "earlier"}
+    _write_lock(tmp_path, other_task, age_s=5)
+    with pytest.raises(RunLocked, match="SLURM task 77_2"):
+        RunLock(tmp_path, warn=lambda line: None).acquire()
+    _write_lock(tmp_path, dict(other_task, slurm_task="77_1"), age_s=5)  # this task, before its requeue
+    warnings: list[str] = []
+    with RunLock(tmp_path, warn=warnings.append):
+        pass
+    assert "earlier instance of SLURM task 77_1" in warnings[0]
+
+
+# ---------------------------------------------------------------------------- 2-3. fallbacks
+def test_a_fallback_moves_the_damaged_checkpoint_aside_and_the_run_goes_on(tmp_path):
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    newest = checkpoints(run)[-1]
+    (newest / "replay" / "manifest.json").unlink()
+    first = resume(run, "train.total_frames=5000")
+    assert first.returncode == 0, first.stderr
+    assert "replay manifest" in first.stderr and f"moved the damaged {newest.name} aside" in first.stderr
+    assert (run / "checkpoints" / f"damaged-{newest.name}").is_dir()
+    assert checkpoints(run)[-1].name == "ckpt-000000005000"
+    again = resume(run, "train.total_frames=5400")  # and every later resume is clean
+    assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
+
+
+def test_checkpoint_content_that_passes_its_checksum_but_is_wrong_falls_back(tmp_path):
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    newest, previous = checkpoints(run)[-1], checkpoints(run)[-2]
+    (newest / "state.json").write_text("{}")
+    # a pickle that torch's weights-only loader refuses, its checksum recorded as if genuine
+    with open(previous / "model.pt", "wb") as f:
+        pickle.dump({"agent": {"online": socket.gethostname}}, f, protocol=2)
+    state = json.loads((previous / "state.json").read_text())
+    state["files"]["model.pt"] = crc_of_file(previous / "model.pt")
+    (previous / "state.json").write_text(json.dumps(state))
+    line = one_line_error(resume(run, "train.total_frames=5000"))
+    assert "no loadable checkpoint" in line and "model.pt is not a model" in line
+    evaluated = run_cli("evaluate", str(previous), "--episodes", "1")
+    assert "model.pt is not a model" in one_line_error(evaluated)
+
+
+# ---------------------------------------------------------------------------- 4-6. logs, config, weights
+def test_a_restart_before_the_first_checkpoint_sets_the_old_logs_aside(tmp_path):
+    run = tmp_path / "run"
+    first = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=0")
+    try:
+        wait_for(lambda: (run / "metrics.csv").exists() and len(csv_frames(run)) >= 8, "a few log lines")
+    finally:
+        first.kill()
+        first.communicate()
+    killed_rows = csv_frames(run)
+    again = train(run, "train.total_frames=1200")
+    assert again.returncode == 0, again.stderr
+    assert "has logs but no checkpoint" in again.stderr
+    frames = csv_frames(run)
+    assert frames == sorted(frames) and frames[-1] == 1200  # one run's rows, in order
+    (aside,) = run.glob("abandoned-*")
+    assert [int(x.split(",")[0]) for x in (aside / "metrics.csv").read_text().splitlines()[1:]] == killed_rows
+
+
+def test_resume_with_another_optimizer_is_refused_before_anything_is_written(tmp_path):
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    config_before = (run / "config.yaml").read_bytes()
+    line = one_line_error(resume(run, "optimizer.name=rmsprop", "train.total_frames=5000"))
+    assert "optimizer.name is 'adam' in the checkpoint but 'rmsprop' now" in line
+    assert (run / "config.yaml").read_bytes() == config_before
+    assert resume(run, "train.total_frames=4400").returncode == 0
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    from dqn_atari.config import load_config
+    from dqn_atari.trainer import Trainer, TrainingDiverged
+
+    cfg = load_config(CONFIGS / "smoke.yaml", ["train.total_frames=400", "log.tensorboard=false"])
+    trainer = Trainer(cfg, tmp_path)
+    try:
+        trainer.train()  # a checkpoint at the end, weights finite
+        saved = checkpoints(tmp_path)
+        with torch.no_grad():
+            next(trainer.agent.online.parameters())[0].fill_(float("nan"))
+        trainer.frames += 4
+        with pytest.raises(TrainingDiverged, match="non-finite weights"):
+            trainer.save_checkpoint()
+        assert checkpoints(tmp_path) == saved
+    finally:
+        trainer.close()
+
+
+# ---------------------------------------------------------------------------- 7-9. integrity
+def test_evaluate_refuses_a_model_that_fails_its_checksum(tmp_path):
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    model = checkpoints(run)[-1] / "model.pt"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    line = one_line_error(run_cli("evaluate", str(run), "--episodes", "1"))
+    assert "model.pt is corrupt (checksum mismatch)" in line
+
+
+def test_copies_and_damaged_logs_do_not_stop_a_resume(tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    newest = checkpoints(run)[-1]
+    shutil.copytree(newest, newest.with_name(newest.name + " copy"))
+    with open(run / "metrics.csv", "a") as f:
+        f.write("3000,750,17000000\n")  # a line cut short by a crash
+    result = resume(run, "train.total_frames=4400")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 1 malformed line" in result.stderr
+    assert csv_frames(run)[-1] == 4400
+    plotted = run_cli("plot", str(run), "--metric", "train", "--out", str(tmp_path / "c.png"))
+    assert plotted.returncode == 0, plotted.stderr
+    (run / "metrics.csv").write_text("")  # emptied by a full disk
+    result = resume(run, "train.total_frames=4800")
+    assert result.returncode == 0, result.stderr
+    assert (run / "metrics.csv").read_text().startswith("frames,steps,wall_time,tag,value\n")
+
+
+# ---------------------------------------------------------------------------- 10-12. bad input
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["seed=-1"], "'seed' must be an integer in [0, 2**32)"),
+        (["seed=18446744073709551616"], "'seed' must be an integer in [0, 2**32)"),
+        (["env.frame_size=20"], "'env.frame_size' must be an integer in [36, 1024]"),
+        (["train.device=cuda:abc"], "must be auto, cpu, cuda or cuda:N"),
+        (["train.batch_size=10000000"], "must not exceed 'replay.capacity'"),
+        (["env.noop_max=100000000"], "'env.noop_max' must be an integer in [0, 10000]"),
+        (["optimizer.lr=inf"], "'optimizer.lr' must be a finite number"),
+        (["optimizer.lr=.nan"], "'optimizer.lr' must be a finite number"),
+    ],
+)
+def test_values_that_would_crash_later_are_refused_up_front(args, message):
+    assert message in one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), *args))
+
+
+def test_bad_yaml_files_are_refused_in_one_line(tmp_path):
+    (tmp_path / "base5.yaml").write_text("base: 5\n")
+    assert "'base' must be a file name" in one_line_error(run_cli("train", str(tmp_path / "base5.yaml")))
+    (tmp_path / "latin1.yaml").write_bytes("env:\n  game: Pong # caf\xe9\n".encode("latin-1"))
+    assert "is not UTF-8 text" in one_line_error(run_cli("train", str(tmp_path / "latin1.yaml")))
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    line = one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), f"run_dir={a_file}"))
+    assert f"run_dir {a_file} is not a writable directory" in line
+    line = one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), "run_dir=/proc/dqn-run"))
+    assert "run_dir /proc/dqn-run is not a writable directory" in line
+    started = time.monotonic()
+    line = one_line_error(run_cli("benchmark", "learner", "--json", str(tmp_path / "no" / "such" / "b.json")))
+    assert "does not exist" in line and time.monotonic() - started < 60  # refused before measuring
+    run = tmp_path / "run"
+    (run / "tb").mkdir(parents=True)
+    (run / "metrics.csv").write_text("frames,steps\n1,2\n")
+    (run / "config.yaml").write_text("seed: 0\nenv: {game: Pong}\n")
+    assert "is not a metrics.csv" in one_line_error(run_cli("plot", str(run), "--out", str(tmp_path / "p.png")))
+    assert "--out /proc/p.png" in one_line_error(run_cli("plot", str(run), "--out", "/proc/p.png"))
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("[1, 2")
+    assert "is not a sweep manifest" in one_line_error(run_cli("summarize", str(tmp_path / "sweep")))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "record"])
+def test_evaluation_options_are_checked(command):
+    for option, message in ((["--device", "bogus"], "--device must be"), (["--seed", "-1"], "--seed must be")):
+        assert message in one_line_error(run_cli(command, "runs/none", *option))
+
+
+# ---------------------------------------------------------------------------- 13-14. disk and signals
+def test_a_write_failure_during_a_checkpoint_says_so_in_one_line_and_cleans_up(tmp_path):
+    """A file-size limit makes the kernel refuse the checkpoint's writes (EFBIG), as a full disk
+    refuses them (ENOSPC): the same failure path, for real, without filling a disk."""
+    import resource
+
+    run = tmp_path / "run"
+    assert train(run).returncode == 0
+    kept = checkpoints(run)
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing us
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))  # model.pt is larger
+
+    result = subprocess.run(
+        [sys.executable, "-m", "dqn_atari", "train", "--resume", str(run), "train.total_frames=4400"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit_file_size,
+    )
+    line = one_line_error(result, code=1)
+    assert "cannot write checkpoint" in line and f"the previous checkpoint {kept[-1]} is intact" in line
+    assert checkpoints(run) == kept
+    assert not list((run / "checkpoints").glob(".tmp-*"))
+    assert resume(run, "train.total_frames=4400").returncode == 0
+
+
+def test_a_stop_signal_during_start_up_still_ends_in_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    process = start_training(run)
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("run directory:")  # start-up is under way
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 75, err
+    assert "stopped by signal 15" in out
+    assert len(checkpoints(run)) == 1
+    assert resume(run, "train.total_frames=800").returncode == 0
+
+
+def test_a_replay_much_larger_than_the_run_is_warned_about_and_not_saved(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")  # Nature's defaults: a 1M-transition replay
+    run = tmp_path / "run"
+    result = run_cli(
+        "train", str(tmp_path / "empty.yaml"), f"run_dir={run}", "train.total_frames=8", "train.device=cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "replay.capacity=1,000,000 but this run stores at most 2 transitions" in result.stderr
+    replay_bytes = sum(f.stat().st_size for f in (checkpoints(run)[-1] / "replay").iterdir())
+    assert replay_bytes < 200 << 20  # the one chunk written to, not a 6.6 GB empty ring
