@@ -89,17 +89,22 @@ class DQNAgent:
         return np.where(explore, random_actions, self.greedy_actions(obs))
 
     # ------------------------------------------------------------------ learning
-    def next_actions(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """The action the target bootstraps on: the target network's argmax, or with Double DQN
-        the online network's (van Hasselt et al. 2016)."""
-        network = self.online if self.double_dqn else self.target
-        return network.q_values(next_obs).argmax(dim=1)
+    @torch.no_grad()
+    def bootstrap(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the target network's output for s', the action a' the target bootstraps on): the
+        target network's argmax, or with Double DQN the online network's (van Hasselt et al.
+        2016). One target forward pass serves both."""
+        target_out = self.target(next_obs)
+        if self.double_dqn:
+            best = self.online.q_values(next_obs).argmax(dim=1)
+        else:
+            best = self.target.q_from_output(target_out).argmax(dim=1)
+        return target_out, best
 
     def td_target(self, rewards: torch.Tensor, discounts: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """r + gamma^k Q_target(s', a'); `discounts` is gamma^k, 0 at learning terminals."""
-        with torch.no_grad():
-            best = self.next_actions(next_obs).unsqueeze(1)
-            return rewards + discounts * self.target(next_obs).gather(1, best).squeeze(1)
+        next_q, best = self.bootstrap(next_obs)
+        return rewards + discounts * next_q.gather(1, best.unsqueeze(1)).squeeze(1)
 
     def scalar_td_loss(self, obs, actions, rewards, discounts, next_obs):
         """(per-sample loss, per-sample |TD error|, Q of the actions taken)."""
@@ -116,10 +121,9 @@ class DQNAgent:
         """(per-sample cross-entropy, the same as priority, expected Q of the actions taken)."""
         support = self.online.support
         with torch.no_grad():
-            best = self.next_actions(next_obs)
+            next_log_probs, best = self.bootstrap(next_obs)
             rows = torch.arange(len(best), device=best.device)
-            next_probs = self.target(next_obs)[rows, best].exp()
-            target = categorical_projection(next_probs, rewards, discounts, support)
+            target = categorical_projection(next_log_probs[rows, best].exp(), rewards, discounts, support)
         log_probs = self.online(obs)[torch.arange(len(actions), device=actions.device), actions]
         per_sample = -(target * log_probs).sum(dim=1)
         q_taken = (log_probs.detach().exp() * support).sum(dim=1)

@@ -48,9 +48,11 @@ class NoisyLinear(nn.Module):
         self.noise_out.copy_(self._scaled_noise(self.out_features, self.noise_out.device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight_mu + self.weight_sigma * torch.outer(self.noise_out, self.noise_in)
+        # x (mu_w + sigma_w * eps_out eps_in^T)^T = x mu_w^T + eps_out * ((x * eps_in) sigma_w^T):
+        # the same layer without building the noisy weight matrix (512 x 3136 in the Nature
+        # head) at every forward pass and its gradient at every backward pass.
         bias = self.bias_mu + self.bias_sigma * self.noise_out
-        return F.linear(x, weight, bias)
+        return F.linear(x, self.weight_mu, bias) + F.linear(x * self.noise_in, self.weight_sigma) * self.noise_out
 
 
 def _mlp(in_features: int, hidden_size: int, outputs: int, noisy: bool, sigma0: float) -> nn.Sequential:
@@ -143,7 +145,10 @@ class QNetwork(nn.Module):
 
     def q_values(self, obs: torch.Tensor) -> torch.Tensor:
         """(B, A): the output itself, or the distribution's expected value (Bellemare et al. 2017)."""
-        out = self(obs)
+        return self.q_from_output(self(obs))
+
+    def q_from_output(self, out: torch.Tensor) -> torch.Tensor:
+        """Q-values from a forward pass's output, so a caller that needs both does one pass."""
         if self.distributional:
             return (out.exp() * self.support).sum(dim=2)
         return out

@@ -185,6 +185,13 @@ def test_noisy_layer_shapes_initialisation_noise_statistics_and_seeding():
     torch.manual_seed(7)
     layer.reset_noise()
     torch.testing.assert_close(layer(x), first)
+    # The layer is y = (mu_w + sigma_w * eps_out eps_in^T) x + mu_b + sigma_b * eps_out, however
+    # it is computed.
+    with torch.no_grad():
+        layer.weight_sigma.uniform_(0, 0.1)  # each weight its own sigma
+    noisy_weight = layer.weight_mu + layer.weight_sigma * torch.outer(layer.noise_out, layer.noise_in)
+    explicit = torch.nn.functional.linear(x, noisy_weight, layer.bias_mu + layer.bias_sigma * layer.noise_out)
+    torch.testing.assert_close(layer(x), explicit)
     with torch.no_grad():
         layer.weight_sigma.zero_()
         layer.bias_sigma.zero_()

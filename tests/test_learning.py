@@ -12,7 +12,6 @@ from dqn_atari.config import load_config
 from dqn_atari.envs.vector import AtariVector
 from dqn_atari.trainer import Trainer
 
-
 # Rainbow's pieces (configs/rainbow.yaml) at Catch's scale: noisy nets explore (epsilon 0),
 # C51 on [-10, 10], 3-step returns, prioritized replay with beta annealed to 1, dueling, double.
 RAINBOW = [

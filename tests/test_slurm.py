@@ -153,6 +153,7 @@ def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tm
         "--sbatch=--comment=dqn-test",
         "train.total_frames=400000",
         "log.every_steps=100",
+        "train.torch_threads=0",  # torch's threads follow the allocation (--cpus 1), not the 2 cores
     )
     assert result.returncode == 0, result.stderr
     tasks_dir = sweep / "tasks"
