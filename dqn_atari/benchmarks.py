@@ -298,6 +298,9 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
         "log.progress=quiet",
         "log.every_steps=1000000000",
         f"train.device={device or 'auto'}",
+        # epsilon as after its decay (most of a run): nearly every step acts with a forward pass
+        "agent.epsilon_start=0.01",
+        "agent.epsilon_end=0.01",
     ]
     # The same loop at 1 env (CleanRL's setting) and 4 envs (one batched forward acts for all),
     # and with prioritized replay at 1 env.
