@@ -362,16 +362,15 @@ def _make_writable_dir(path: Path, what: str) -> None:
 
 
 def _check_writable_file(path: str, option: str) -> None:
-    """Refuse an output file that cannot be written, before any work is done for it: a probe
-    file is created beside it and removed (permission bits alone say nothing for root, /proc or a
-    read-only mount)."""
+    """Refuse an output file that cannot be written, before any work is done for it: its
+    directory is created if missing, and a probe file is created there and removed (permission
+    bits alone say nothing for root, /proc or a read-only mount)."""
     target = Path(path)
     if target.is_dir():
         raise UserError(f"{option} {path} is a directory; give a file name")
-    if not target.parent.is_dir():
-        raise UserError(f"{option} {path}: directory {target.parent} does not exist")
     probe = target.parent / f".{target.name}.write-test-{os.getpid()}"
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

@@ -161,7 +161,8 @@ def test_corrupt_checkpoint_gives_one_line_and_exit_2(run_dir, tmp_path):
     (bad / "model.pt").write_bytes((bad / "model.pt").read_bytes()[:1000])
     result = run_cli("evaluate", str(bad))
     assert result.returncode == 2
-    assert "cannot read checkpoint" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "model.pt is corrupt (checksum mismatch)" in result.stderr  # the recorded checksum is checked
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_gif_window_shows_the_first_point_scored(tmp_path):
