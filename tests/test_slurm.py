@@ -192,22 +192,6 @@ def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tm
 
 
 @pytest.mark.slurm
-def test_a_warning_before_the_trainer_is_up_still_ends_in_a_checkpoint_and_requeue(cluster, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = submit(sweep, "--seeds", "0", "--setup", "sleep 3", "train.total_frames=800")
-    assert result.returncode == 0, result.stderr
-    job = job_of(sweep)
-    deadline = time.time() + 120
-    while "task " not in task_log(sweep, 0):  # the script runs; the trainer is not up yet
-        assert time.time() < deadline
-        time.sleep(0.1)
-    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], check=True)
-    rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
-    text = task_log(sweep, 0)
-    assert f"requeueing task {job}_0" in text and "resumed from" in text and rows[0][4] == "800/800"
-
-
-@pytest.mark.slurm
 def test_a_cancelled_pending_array_reads_cancelled_in_the_completion_file(cluster, tmp_path):
     from dqn_atari.slurm import WHOLE_ARRAY, _completion_records
 
