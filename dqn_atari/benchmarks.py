@@ -278,14 +278,9 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------- loop
-def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
-    """The full training loop on Pong with a warm replay (learning on from the first step),
-    against the learner bound train_frequency / update_seconds measured in the same run."""
-    import tempfile
-
-    from dqn_atari.config import load_config
-    from dqn_atari.trainer import Trainer, batch_to_device
-
+def _loop_config(device: str | None) -> tuple[Path | None, list[str]]:
+    """pong.yaml (None: the defaults, which are Pong's too, when run from an installed package)
+    and the loop benchmarks' overrides: no logging, evaluation or checkpoints on the clock."""
     config = Path(__file__).resolve().parent.parent / "configs" / "pong.yaml"
     overrides = [
         "env.game=Pong",
@@ -302,6 +297,31 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
         "agent.epsilon_start=0.01",
         "agent.epsilon_end=0.01",
     ]
+    return (config if config.exists() else None), overrides
+
+
+def _run_steps(trainer, n: int) -> None:
+    """n more agent steps of the real training loop."""
+    trainer.cfg.train.total_frames = trainer.frames + n * trainer.cfg.env.frame_skip
+    trainer.train()
+
+
+def _warm(trainer, steps: int) -> None:
+    """Fill the replay with random play, then learn from the next step on."""
+    trainer.cfg.train.learning_starts_steps = 10**12
+    _run_steps(trainer, steps)
+    trainer.cfg.train.learning_starts_steps = trainer.steps
+
+
+def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
+    """The full training loop on Pong with a warm replay (learning on from the first step),
+    against the learner bound train_frequency / update_seconds measured in the same run."""
+    import tempfile
+
+    from dqn_atari.config import load_config
+    from dqn_atari.trainer import Trainer, batch_to_device
+
+    config, overrides = _loop_config(device)
     # The same loop at 1 env (CleanRL's setting) and 4 envs (one batched forward acts for all),
     # and with prioritized replay at 1 env.
     settings = {
@@ -311,15 +331,10 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
     }
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {
-            kind: Trainer(load_config(config if config.exists() else None, overrides + extra), Path(tmp) / kind)
-            for kind, extra in settings.items()
+            kind: Trainer(load_config(config, overrides + extra), Path(tmp) / kind) for kind, extra in settings.items()
         }
-        cfg = trainers["uniform"].cfg
-        tf = cfg.train.train_frequency_steps
-
-        def run_steps(trainer, n: int) -> None:
-            trainer.cfg.train.total_frames = trainer.frames + n * cfg.env.frame_skip
-            trainer.train()
+        tf = trainers["uniform"].cfg.train.train_frequency_steps
+        run_steps = _run_steps
 
         def update_only(trainer=trainers["uniform"]) -> None:
             batch = trainer.replay.sample(32)
@@ -327,11 +342,8 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
 
-        # Warm each replay with random play, then learn from the next step on.
         for trainer in trainers.values():
-            trainer.cfg.train.learning_starts_steps = 10**12
-            run_steps(trainer, 5_000)
-            trainer.cfg.train.learning_starts_steps = trainer.steps
+            _warm(trainer, 5_000)
         steps_per_round = max(200, int(seconds / 3 * tf * _timed(update_only, 1.0)))
 
         rates: dict[str, list[float]] = {kind: [] for kind in [*settings, "bound"]}
@@ -364,6 +376,43 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
     out["loop_vs_learner_bound"] = out["train_steps_per_s"] / out["learner_bound_steps_per_s"]
     out["prioritized_vs_uniform_loop"] = out["prioritized_train_steps_per_s"] / out["train_steps_per_s_1env"]
     out.update(breakdown)
+    return out
+
+
+def bench_loop_grid(seconds: float = 5.0, device: str | None = None, env_counts: tuple[int, ...] = (1, 4, 8)) -> dict:
+    """Agent steps per second of the whole training loop (as `loop`: Pong, epsilon 0.01, an
+    update every 4 agent steps, warm replay) for 1, 4 and 8 envs on both env backends, and on a
+    GPU with the replay's frames in pinned host memory and on the GPU itself."""
+    import tempfile
+
+    from dqn_atari.config import load_config
+    from dqn_atari.trainer import Trainer
+
+    config, overrides = _loop_config(device)
+    # DeepMind's stacks (as configs/pong-fast.yaml), the ones both backends implement.
+    overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
+    overrides += ["env.fire_on_life_loss=false"]
+    on_gpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
+    frame_stores = {"host": "false", "gpu": "true"} if on_gpu else {"host": "false"}
+    out: dict[str, Any] = {"device": "cuda" if on_gpu else "cpu"}
+    profiled = {("gymnasium", min(env_counts), "host"), ("ale_vector", max(env_counts), "host")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for backend in ("gymnasium", "ale_vector"):
+            for num_envs in env_counts:
+                for store, on_device in frame_stores.items():
+                    name = f"{backend}_{num_envs}env_{store}_frames"
+                    settings = [f"env.backend={backend}", f"env.num_envs={num_envs}"]
+                    settings.append(f"replay.frames_on_device={on_device}")
+                    trainer = Trainer(load_config(config, overrides + settings), Path(tmp) / name)
+                    _warm(trainer, 2_000)
+                    _run_steps(trainer, 400)  # kernels chosen, caches and queues warm
+                    steps, start = trainer.steps, time.perf_counter()
+                    while time.perf_counter() - start < seconds:
+                        _run_steps(trainer, 400)
+                    out[f"steps_per_s_{name}"] = (trainer.steps - steps) / (time.perf_counter() - start)
+                    if (backend, num_envs, store) in profiled:
+                        out[f"profile_{name}"] = _loop_profile(lambda trainer=trainer: _run_steps(trainer, 2_000))
+                    trainer.close()
     return out
 
 
@@ -494,6 +543,7 @@ BENCHMARKS = {
     "replay": bench_replay,
     "learner": bench_learner,
     "loop": bench_loop,
+    "loop_grid": bench_loop_grid,
     "video": bench_video,
     "checkpoint": bench_checkpoint,
 }

@@ -153,7 +153,7 @@ class Checkpointer:
         _fsync_dir(root)
         return final
 
-    def load(self, path: Path, replay: ReplayBuffer, device: torch.device, config: dict) -> tuple[dict, dict, dict]:
+    def load(self, path: Path, replay: ReplayBuffer, config: dict) -> tuple[dict, dict, dict]:
         """(model, state, envs) of one checkpoint, and its replay loaded into `replay`. A
         checkpoint of another config raises ConfigMismatch; a missing, truncated or altered file
         raises CheckpointError."""
@@ -162,7 +162,7 @@ class Checkpointer:
         if differences:
             raise ConfigMismatch(f"cannot resume {path.parent.parent}: {differences[0]}")
         verify_files(path, state, ("model.pt", "envs.npz"))
-        model = load_model(path, device)
+        model = load_model(path)
         try:
             with np.load(path / "envs.npz", allow_pickle=False) as data:
                 envs = {k: data[k] for k in data.files}
@@ -174,7 +174,7 @@ class Checkpointer:
             raise CheckpointError(str(err)) from None
         return model, state, envs
 
-    def load_latest(self, replay: ReplayBuffer, device: torch.device, config: dict, warn=print):
+    def load_latest(self, replay: ReplayBuffer, config: dict, warn=print):
         """The newest loadable checkpoint; a damaged one is reported, moved aside to
         `checkpoints/damaged-ckpt-<frames>/` (kept for inspection, out of the run's way) and the
         one before it used. None when the run has no checkpoint."""
@@ -182,7 +182,7 @@ class Checkpointer:
         errors = []
         for path in candidates:
             try:
-                loaded = self.load(path, replay, device, config)
+                loaded = self.load(path, replay, config)
             except ConfigMismatch:
                 raise
             except CheckpointError as err:
@@ -242,13 +242,15 @@ def verify_files(path: Path, state: dict, required: tuple[str, ...]) -> None:
             raise CheckpointError(f"checkpoint file {path / name} is corrupt (checksum mismatch)")
 
 
-def load_model(path: Path, device: torch.device) -> dict:
+def load_model(path: Path) -> dict:
     """model.pt read without unpickling anything: a file holding anything but tensors and
-    plain containers is refused."""
+    plain containers is refused. Its tensors land on the CPU whatever device wrote them:
+    load_state_dict copies weights and optimiser state onto the run's device, and torch's RNG
+    states (CPU and CUDA alike) are only accepted as CPU tensors."""
     try:
         with warnings.catch_warnings():  # torch's advice about pickle protocols is not for users
             warnings.simplefilter("ignore")
-            model = torch.load(path / "model.pt", map_location=device, weights_only=True)
+            model = torch.load(path / "model.pt", map_location="cpu", weights_only=True)
     except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError...
         raise CheckpointError(
             f"checkpoint file {path / 'model.pt'} is not a model: not a torch file, or it holds objects "

@@ -187,10 +187,12 @@ def _parser() -> argparse.ArgumentParser:
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
-        "time vs plain PyTorch), loop (training loop vs learner bound), checkpoint (full vs "
-        "incremental write of a 1M replay), video (evaluation with vs without recording).",
+        "time vs plain PyTorch), loop (training loop vs learner bound), loop_grid (the loop at 1, 4 "
+        "and 8 envs, both env backends, and on a GPU with frames in host memory and on the GPU), "
+        "checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs without "
+        "recording).",
     )
-    b.add_argument("which", choices=["env", "replay", "learner", "loop", "checkpoint", "video", "all"])
+    b.add_argument("which", choices=["env", "replay", "learner", "loop", "loop_grid", "checkpoint", "video", "all"])
     b.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     b.add_argument("--seconds", type=float, default=None, help="time budget per measurement")
     b.add_argument(

@@ -187,7 +187,7 @@ def load_policy(checkpoint: Path, device: torch.device):
         # the same checks as a resume: every recorded checksum, then a tensors-only load
         state = read_state(checkpoint)
         verify_files(checkpoint, state, ("model.pt",))
-        model = load_model(checkpoint, device)
+        model = load_model(checkpoint)
     except CheckpointError as err:
         raise EvaluationError(f"cannot evaluate: {err}") from None
     try:

@@ -79,6 +79,9 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     if deterministic:
+        # cuBLAS is only deterministic with a fixed workspace, which it reads from the
+        # environment when it first starts (torch refuses its matrix products otherwise).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
 
@@ -353,7 +356,7 @@ class Trainer:
     def resume(self) -> Path | None:
         """Continue from the newest loadable checkpoint of the run directory, if there is one."""
         found = self.checkpointer.load_latest(
-            self.replay, self.device, to_dict(self.cfg), warn=lambda line: print(line, file=sys.stderr, flush=True)
+            self.replay, to_dict(self.cfg), warn=lambda line: print(line, file=sys.stderr, flush=True)
         )
         if found is None:
             return None

@@ -3,13 +3,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
 # Keep test runs on the 2-core CI machine from oversubscribing threads.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# The CUDA variants of device tests: collected everywhere, run where a GPU is present, skipped
+# (with this reason in the summary) on CPU-only machines. `pytest -m cuda` runs only them.
+ON_CUDA = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+CUDA = pytest.param("cuda", marks=ON_CUDA, id="cuda")
+
+
+def on_host(x):
+    """A sampled field as a numpy array, wherever it lives (frames on a GPU come back as CUDA
+    tensors)."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import CUDA
 
 from dqn_atari.agent import DQNAgent, linear_epsilon
 from dqn_atari.networks import QNetwork
@@ -241,3 +242,39 @@ def test_rainbow_network_composes_and_updates(double_dqn):
     weights = torch.rand(8)
     stats = agent.update(obs, torch.randint(0, 4, (8,)), torch.ones(8), torch.full((8,), 0.97), obs, weights)
     assert torch.isfinite(stats["loss"]) and stats["priorities"].shape == (8,) and (stats["priorities"] > 0).all()
+
+
+@pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"optimizer": "deepmind_rmsprop", "loss": "huber"},  # Nature DQN
+        {"optimizer": "adam", "network": {"dueling": True, "atoms": 51}, "double_dqn": True, "max_grad_norm": 10.0},
+    ],
+    ids=["nature", "dueling-c51-double"],
+)
+def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
+    """The same weights and batches on the GPU and on the CPU: the same losses, Q-values and
+    priorities, update after update (TF32 off, so both compute in full fp32). Noisy layers are
+    left out: the two devices draw their noise from different generators."""
+    torch.backends.cudnn.allow_tf32, tf32 = False, torch.backends.cudnn.allow_tf32
+    try:
+        torch.manual_seed(0)
+        cpu = DQNAgent(6, lr=1e-4, target_update_period_updates=2, **settings)
+        gpu = DQNAgent(6, lr=1e-4, target_update_period_updates=2, device=device, **settings)
+        gpu.load_state_dict(cpu.state_dict())
+        rng = torch.Generator().manual_seed(1)
+        for _ in range(4):  # crosses two target syncs
+            obs, next_obs = (torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=rng) for _ in "ab")
+            actions = torch.randint(0, 6, (32,), generator=rng)
+            rewards = torch.randint(-1, 2, (32,), generator=rng).float()
+            discounts = 0.99 * (torch.rand(32, generator=rng) > 0.1).float()
+            weights = torch.rand(32, generator=rng)
+            batch = (obs, actions, rewards, discounts, next_obs, weights)
+            on_cpu = cpu.update(*batch)
+            on_gpu = gpu.update(*(x.to(device) for x in batch))
+            for key in ("loss", "q_mean", "priorities"):
+                torch.testing.assert_close(on_gpu[key].cpu(), on_cpu[key], rtol=1e-4, atol=1e-5, msg=key)
+        torch.testing.assert_close(gpu.q_values(obs.numpy()).cpu(), cpu.q_values(obs.numpy()), rtol=1e-4, atol=1e-5)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, run_cli
+from conftest import CONFIGS, ON_CUDA, ROOT, run_cli
 
 # 1,000 agent steps, a checkpoint every 250, learning from step 200: about 10 s a run.
 BASE = [
@@ -93,7 +93,17 @@ RAINBOW = [
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("extra", [[], RAINBOW], ids=["dqn", "rainbow"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], id="dqn"),
+        pytest.param(RAINBOW, id="rainbow"),
+        # On a GPU: frames kept there, and host frames through pinned memory with noisy layers
+        # drawing from the CUDA generator (its state must come back with the checkpoint).
+        pytest.param(["train.device=cuda", "replay.frames_on_device=true"], id="dqn-cuda-frames-on-gpu", marks=ON_CUDA),
+        pytest.param([*RAINBOW, "train.device=cuda"], id="rainbow-cuda", marks=ON_CUDA),
+    ],
+)
 def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
     straight = tmp_path / "straight"
     assert train(straight, *extra).returncode == 0

@@ -5,7 +5,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from catch_game import make_catch
-from conftest import CONFIGS
+from conftest import CONFIGS, ON_CUDA
 from gymnasium.vector import AutoresetMode
 
 from dqn_atari.config import load_config
@@ -27,8 +27,16 @@ RAINBOW = [
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("agent", ["dqn", "rainbow"])
-def test_agent_learns_catch_from_pixels(tmp_path, agent):
+@pytest.mark.parametrize(
+    "agent,device",
+    [
+        ("dqn", "cpu"),
+        ("rainbow", "cpu"),
+        pytest.param("dqn", "cuda", marks=ON_CUDA),
+        pytest.param("rainbow", "cuda", marks=ON_CUDA),
+    ],
+)
+def test_agent_learns_catch_from_pixels(tmp_path, agent, device):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
         [
@@ -49,6 +57,7 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent):
             "train.torch_threads=2",
             "log.progress=quiet",
             "log.every_steps=500",
+            f"train.device={device}",
             *(RAINBOW if agent == "rainbow" else []),
         ],
     )
@@ -67,5 +76,5 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent):
             obs, reward, done, _, _ = env.step(int(trainer.agent.greedy_actions(obs[None])[0]))
             total += reward
         returns.append(total)
-    print(f"catch, {agent}: mean greedy return {np.mean(returns):.2f}")
+    print(f"catch, {agent} on {device}: mean greedy return {np.mean(returns):.2f}")
     assert np.mean(returns) >= 0.8, f"mean greedy return {np.mean(returns):.2f} after {trainer.steps} steps"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import CUDA, ON_CUDA, on_host
 
 from dqn_atari.replay import ReplayBuffer, ReplayError
 
@@ -160,12 +161,15 @@ class Stream:
         (1, 40, 1, None, "first_frame", True, 0),  # Baselines/CleanRL stacks
         (3, 120, 3, None, "first_frame", True, 41),
         (2, 50, 2, "cpu", "first_frame", False, 0),
+        pytest.param(3, 60, 1, "cuda", "zeros", False, 0, marks=ON_CUDA),
+        pytest.param(3, 90, 3, "cuda", "first_frame", True, 37, marks=ON_CUDA),
     ],
 )
 def test_samples_match_brute_force_reference_after_every_add(
     num_envs, capacity, n_step, frames_device, padding, restart, abrupt_every
 ):
-    """frames_device='cpu' runs the torch frame store (the path a GPU store takes) on the CPU."""
+    """frames_device='cpu' runs the torch frame store (the path a GPU store takes) on the CPU;
+    'cuda' runs it on a GPU where there is one."""
     rng = np.random.default_rng(num_envs * 100 + capacity)
     gamma = 0.9
     buf = ReplayBuffer(
@@ -194,8 +198,8 @@ def test_samples_match_brute_force_reference_after_every_add(
             ref = stream.reference(e, p, ring)
             assert ref is not None, f"sampled an entry with no transition (env {e}, pos {p}, step {step})"
             assert ref["held"], f"sampled a stack whose frames were overwritten (env {e}, pos {p})"
-            np.testing.assert_array_equal(np.asarray(b.obs[i]), ref["obs"])
-            np.testing.assert_array_equal(np.asarray(b.next_obs[i]), ref["next_obs"])
+            np.testing.assert_array_equal(on_host(b.obs[i]), ref["obs"])
+            np.testing.assert_array_equal(on_host(b.next_obs[i]), ref["next_obs"])
             assert b.actions[i] == ref["action"]
             assert b.rewards[i] == pytest.approx(ref["ret"], abs=1e-6)
             assert b.discounts[i] == pytest.approx(ref["discount"], abs=1e-6)
@@ -293,7 +297,7 @@ def test_truncation_bootstraps_from_the_real_final_frame():
     assert b.discounts[0] == pytest.approx(0.9)  # truncation: bootstrap, not zero
 
 
-@pytest.mark.parametrize("frames_device", [None, "cpu"])
+@pytest.mark.parametrize("frames_device", [None, "cpu", CUDA])
 def test_save_load_gives_identical_samples(tmp_path, frames_device):
     rng = np.random.default_rng(0)
     buf = ReplayBuffer(50, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.9, seed=5, frames_device=frames_device)
@@ -306,7 +310,7 @@ def test_save_load_gives_identical_samples(tmp_path, frames_device):
     for _ in range(5):
         a, b = buf.sample(32), copy.sample(32)
         for field in ("obs", "next_obs", "actions", "rewards", "discounts", "position"):
-            np.testing.assert_array_equal(np.asarray(getattr(a, field)), getattr(b, field))
+            np.testing.assert_array_equal(on_host(getattr(a, field)), getattr(b, field))
 
 
 def test_format_1_save_without_back_bits_loads_to_identical_samples(tmp_path):
@@ -333,7 +337,7 @@ def test_format_1_save_without_back_bits_loads_to_identical_samples(tmp_path):
     for _ in range(5):
         a, b = buf.sample(32), copy.sample(32)
         for field in ("obs", "next_obs", "actions", "rewards", "discounts", "position"):
-            np.testing.assert_array_equal(np.asarray(getattr(a, field)), getattr(b, field))
+            np.testing.assert_array_equal(on_host(getattr(a, field)), getattr(b, field))
 
 
 def test_incremental_save_links_unchanged_chunks(tmp_path, monkeypatch):
