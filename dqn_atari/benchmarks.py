@@ -288,6 +288,7 @@ def _loop_config(device: str | None) -> tuple[Path | None, list[str]]:
         "train.train_frequency_steps=4",
         "train.batch_size=32",
         "eval.every_frames=0",
+        "checkpoint.every_frames=0",
         "log.tensorboard=false",
         "log.csv=false",
         "log.progress=quiet",
@@ -301,9 +302,10 @@ def _loop_config(device: str | None) -> tuple[Path | None, list[str]]:
 
 
 def _run_steps(trainer, n: int) -> None:
-    """n more agent steps of the real training loop."""
+    """n more agent steps of the real training loop, without the checkpoint that ends a run
+    (it would be timed once per slice: a replay write, and from a GPU a copy of its frames)."""
     trainer.cfg.train.total_frames = trainer.frames + n * trainer.cfg.env.frame_skip
-    trainer.train()
+    trainer.train(checkpoint_at_end=False)
 
 
 def _warm(trainer, steps: int) -> None:

@@ -20,13 +20,14 @@ import os
 import re
 import shutil
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from dqn_atari.config import Config, to_dict
-from dqn_atari.replay import ReplayBuffer, ReplayError, crc_of_file, write_synced
+from dqn_atari.replay import DamagedFrames, ReplayBuffer, ReplayError, crc_of_file, write_synced
 
 # Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
 # changed cannot continue the same run.
@@ -57,6 +58,11 @@ _CRASH_ENV = "DQN_ATARI_CRASH_AT"
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message is one line for the user."""
+
+
+class DamagedReplayFrames(CheckpointError):
+    """A checkpoint whose only damage is in replay frame chunks: usable without the transitions
+    that read them, when no intact checkpoint is left."""
 
 
 class ConfigMismatch(CheckpointError):
@@ -153,10 +159,13 @@ class Checkpointer:
         _fsync_dir(root)
         return final
 
-    def load(self, path: Path, replay: ReplayBuffer, config: dict) -> tuple[dict, dict, dict]:
-        """(model, state, envs) of one checkpoint, and its replay loaded into `replay`. A
-        checkpoint of another config raises ConfigMismatch; a missing, truncated or altered file
-        raises CheckpointError."""
+    def load(
+        self, path: Path, replay: ReplayBuffer, config: dict, leave_out_damaged_frames: bool = False
+    ) -> tuple[dict, dict, dict, int]:
+        """(model, state, envs, replay entries left out) of one checkpoint, and its replay loaded
+        into `replay`. A checkpoint of another config raises ConfigMismatch; a missing, truncated
+        or altered file raises CheckpointError (DamagedReplayFrames when only replay frame chunks
+        are damaged and `leave_out_damaged_frames` is off)."""
         state = read_state(path)
         differences = structural_differences(state["config"], config)
         if differences:
@@ -169,36 +178,56 @@ class Checkpointer:
         except (OSError, ValueError) as err:
             raise CheckpointError(f"checkpoint file {path / 'envs.npz'} is unreadable ({err})") from None
         try:
-            replay.load(path / "replay")
+            left_out = replay.load(path / "replay", leave_out_damaged=leave_out_damaged_frames)
+        except DamagedFrames as err:
+            raise DamagedReplayFrames(str(err)) from None
         except ReplayError as err:
             raise CheckpointError(str(err)) from None
-        return model, state, envs
+        return model, state, envs, left_out
 
     def load_latest(self, replay: ReplayBuffer, config: dict, warn=print):
         """The newest loadable checkpoint; a damaged one is reported, moved aside to
         `checkpoints/damaged-ckpt-<frames>/` (kept for inspection, out of the run's way) and the
-        one before it used. None when the run has no checkpoint."""
+        one before it used. When none is intact, the newest whose only damage is in replay frame
+        chunks (checkpoints share unchanged chunks as hard links, so they share their damage
+        too) is used without the transitions that read those frames. None when the run has no
+        checkpoint. Returns (path, model, state, envs)."""
         candidates = self.list()
         errors = []
+        frames_only_damaged = None
         for path in candidates:
             try:
-                loaded = self.load(path, replay, config)
+                *loaded, _ = self.load(path, replay, config)
             except ConfigMismatch:
                 raise
             except CheckpointError as err:
                 errors.append(str(err))
+                if isinstance(err, DamagedReplayFrames) and frames_only_damaged is None:
+                    frames_only_damaged = path
                 warn(f"dqn-atari: warning: {err}; trying the previous checkpoint")
                 continue
-            for damaged in candidates[: candidates.index(path)]:
-                aside = damaged.with_name(f"damaged-{damaged.name}")
-                shutil.rmtree(aside, ignore_errors=True)
-                os.rename(damaged, aside)
-                warn(f"dqn-atari: warning: moved the damaged {damaged.name} aside to {aside}")
-            self.reuse_from = path
-            return path, *loaded
+            return self._use(path, loaded, candidates, warn)
+        if frames_only_damaged is not None:
+            *loaded, left_out = self.load(frames_only_damaged, replay, config, leave_out_damaged_frames=True)
+            warn(
+                f"dqn-atari: warning: no intact checkpoint; resuming from {frames_only_damaged.name} with its "
+                f"damaged replay frames left out ({left_out:,} of {len(replay):,} replay entries cannot be sampled "
+                f"until new transitions replace them)"
+            )
+            return self._use(frames_only_damaged, loaded, candidates, warn)
         if candidates:
             raise CheckpointError(f"no loadable checkpoint in {self.root}: {errors[-1]}")
         return None
+
+    def _use(self, path: Path, loaded: Sequence, candidates: Sequence[Path], warn) -> tuple:
+        """Resume from `path`: the damaged checkpoints newer than it go aside."""
+        for damaged in candidates[: candidates.index(path)]:
+            aside = damaged.with_name(f"damaged-{damaged.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(damaged, aside)
+            warn(f"dqn-atari: warning: moved the damaged {damaged.name} aside to {aside}")
+        self.reuse_from = path
+        return (path, *loaded)
 
 
 def _write_failure(err: BaseException) -> str:

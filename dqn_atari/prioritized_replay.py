@@ -146,6 +146,12 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         batch.weights = (weights / weights.max()).astype(np.float32)
         return batch
 
+    def leave_out_chunk(self, env: int, chunk: int) -> int:
+        marked = super().leave_out_chunk(env, chunk)
+        left_out = np.flatnonzero(self.flags[env] & LAST)
+        self._set_priorities(np.full(len(left_out), env), left_out, np.zeros(len(left_out)))
+        return marked
+
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict:
         return dict(super().state_dict(), max_priority=self.max_priority)

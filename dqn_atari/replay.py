@@ -47,6 +47,11 @@ class ReplayError(RuntimeError):
     """A replay that cannot be built or loaded; the message is one line for the user."""
 
 
+class DamagedFrames(ReplayError):
+    """A save whose only damage is in frame chunks (missing, truncated or altered files): it can
+    still be loaded without the transitions that read those frames (`load(leave_out_damaged=True)`)."""
+
+
 @dataclass
 class Batch:
     """uint8 stacks and per-transition arrays. `obs` and `next_obs` may be views of one gather."""
@@ -405,8 +410,11 @@ class ReplayBuffer:
         }
         _write_json(directory / "manifest.json", manifest)
 
-    def load(self, directory: str | Path) -> None:
-        """Restore contents saved by `save`; any missing, truncated or altered file is refused."""
+    def load(self, directory: str | Path, leave_out_damaged: bool = False) -> int:
+        """Restore contents saved by `save`; any missing, truncated or altered file is refused
+        (DamagedFrames where only frame chunks are). With `leave_out_damaged`, damaged frame
+        chunks load as zeros and every transition that would read one of their frames is left out
+        of sampling (`leave_out_chunk`). Returns how many entries were left out."""
         directory = Path(directory)
         manifest = _read_manifest(directory)
         if manifest.get("format") not in (1, SAVE_FORMAT):
@@ -433,16 +441,41 @@ class ReplayBuffer:
             if f"frames_{e}_{c}.npy" not in manifest["chunks"]:
                 self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = 0
                 self.chunk_version[e, c] = 0
+        damaged: list[tuple[int, int, str]] = []
         for fname, info in manifest["chunks"].items():
             e, c = (int(x) for x in fname[len("frames_") : -len(".npy")].split("_"))
-            part = _load_npy(directory / fname, info["crc32"])
+            self.chunk_version[e, c] = info["version"]
+            try:
+                part = _load_npy(directory / fname, info["crc32"])
+            except ReplayError as err:
+                damaged.append((e, c, str(err)))
+                self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = 0
+                continue
             if not isinstance(self.frames, np.ndarray):
                 part = _to_tensor(part, self.frames.device)
             self.frames[e, c * CHUNK_ENTRIES : (c + 1) * CHUNK_ENTRIES] = part
-            self.chunk_version[e, c] = info["version"]
+        if damaged and not leave_out_damaged:
+            more = f" (and {len(damaged) - 1} more damaged frame chunks)" if len(damaged) > 1 else ""
+            raise DamagedFrames(damaged[0][2] + more)
         self.load_state_dict(manifest["state"])
         if manifest["format"] == 1:
             self.derive_back_bits()
+        return sum(self.leave_out_chunk(e, c) for e, c, _ in damaged)
+
+    def leave_out_chunk(self, env: int, chunk: int) -> int:
+        """Make every transition that reads a frame of this chunk unsampleable; returns how many
+        held entries that marks. The entries from one before the chunk to stack-1 after it get
+        the `last` bit: none of them starts a transition any more (the one before the chunk stays
+        a state to bootstrap from, so n-step walks running into the chunk stop there, with the
+        discount of the steps they took), and stacks after them reach back no further than the
+        chunk's end. New writes clear the marks as the ring passes."""
+        first = chunk * CHUNK_ENTRIES
+        end = min(first + CHUNK_ENTRIES, self.ring_size)
+        positions = np.arange(first - 1, end + self.stack - 1) % self.ring_size
+        oldest = 0 if self.count[env] < self.ring_size else int(self.cursor[env])
+        positions = positions[(positions - oldest) % self.ring_size < self.count[env]]  # held ones
+        self.flags[env, positions] |= LAST
+        return len(positions)
 
 
 def _to_tensor(array: np.ndarray, device):

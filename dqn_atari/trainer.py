@@ -146,9 +146,10 @@ class Trainer:
         return self.cfg.env.num_envs * self.cfg.env.frame_skip
 
     # ------------------------------------------------------------------ the loop
-    def train(self) -> None:
-        """Train up to cfg.train.total_frames, checkpointing on schedule and at the end. Raises
-        Preempted (after a checkpoint) when `stop_signal` is set, TrainingDiverged on a
+    def train(self, checkpoint_at_end: bool = True) -> None:
+        """Train up to cfg.train.total_frames, checkpointing on schedule and at the end (unless
+        `checkpoint_at_end` is false: benchmarks time the loop in slices, not checkpoint writes).
+        Raises Preempted (after a checkpoint) when `stop_signal` is set, TrainingDiverged on a
         non-finite loss (before any checkpoint could store it)."""
         cfg = self.cfg
         if self.logger is None:
@@ -202,7 +203,7 @@ class Trainer:
                     raise Preempted()
             if self.steps > logged_at:
                 self.log_interval(self.epsilon(), progress)
-            if self.checkpointed_frames != self.frames:
+            if checkpoint_at_end and self.checkpointed_frames != self.frames:
                 self.save_checkpoint()
         finally:
             progress.close()

@@ -431,3 +431,45 @@ def test_chunks_never_written_are_not_saved_and_load_as_zeros(tmp_path, monkeypa
         a, b = buf.sample(16), reused.sample(16)
         np.testing.assert_array_equal(a.obs, b.obs)
         np.testing.assert_array_equal(a.next_obs, b.next_obs)
+
+
+@pytest.mark.parametrize("prioritized", [False, True], ids=["uniform", "prioritized"])
+def test_a_damaged_frame_chunk_is_refused_or_left_out_and_then_never_read(tmp_path, monkeypatch, prioritized):
+    """A chunk that fails its checksum: a plain load refuses it; a load that leaves it out
+    samples only transitions whose frames are all intact, and still draws from the rest. The
+    stacks pad with the first frame and every stored frame has a non-zero byte, so an all-zero
+    frame in a sample can only be a damaged one."""
+    import dqn_atari.replay as replay
+    from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
+
+    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 16)
+    kind = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+
+    def make():
+        return kind(64, 1, frame_shape=FRAME, stack=STACK, n_step=3, gamma=0.9, seed=0, padding="first_frame")
+
+    buf, stream = make(), Stream(1, np.random.default_rng(4), 0.9, 3, padding="first_frame")
+    for _ in range(100):  # the ring of 64 has wrapped
+        stream.step(buf)
+    buf.save(tmp_path / "r")
+    chunk = tmp_path / "r" / "frames_0_1.npy"  # ring positions 16..31
+    data = bytearray(chunk.read_bytes())
+    data[-1] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+
+    with pytest.raises(replay.DamagedFrames, match="frames_0_1.npy"):
+        make().load(tmp_path / "r")
+    salvaged = make()
+    # the chunk, the entry before it, and the STACK-1 entries whose stacks reach back into it
+    assert salvaged.load(tmp_path / "r", leave_out_damaged=True) == 16 + 1 + STACK - 1
+    drawn = set()
+    for _ in range(300):
+        b = salvaged.sample(16)
+        for i in range(16):
+            for stack in (b.obs[i], b.next_obs[i]):
+                frames_intact = (stack.reshape(STACK, -1).max(axis=1) > 0).all()
+                assert frames_intact, f"read a damaged frame (position {b.position[i]})"
+            np.testing.assert_array_equal(b.obs[i], stream.reference(0, int(b.position[i]), 64)["obs"])
+            drawn.add(int(b.position[i]))
+    assert not drawn & set(range(15, 32 + STACK - 1))
+    assert len(drawn) > 30  # most of the 44 other entries still start transitions

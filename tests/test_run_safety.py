@@ -140,6 +140,45 @@ def test_checkpoint_content_that_passes_its_checksum_but_is_wrong_falls_back(tmp
     assert "model.pt is not a model" in one_line_error(evaluated)
 
 
+def test_a_damaged_chunk_shared_by_every_checkpoint_is_left_out_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    """Checkpoints hard-link the replay chunks that did not change, so one flipped byte can
+    damage all of them at once. The run resumes from the newest without the transitions that
+    read that chunk's frames, says so, and its next checkpoint holds an intact chunk again."""
+    import dqn_atari.replay as replay
+    from dqn_atari.config import load_config, to_dict
+    from dqn_atari.trainer import Trainer
+
+    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 256)  # several chunks in a 1,000-step run
+    run = tmp_path / "run"
+    cfg = load_config(CONFIGS / "smoke.yaml", [f"run_dir={run}", "train.total_frames=4000", "log.progress=quiet"])
+    cfg.checkpoint.every_frames = 1000
+    trainer = Trainer(cfg, run)
+    trainer.train()
+    trainer.close()
+    newest, previous = checkpoints(run)[-1], checkpoints(run)[-2]
+    shared = previous / "replay" / "frames_0_0.npy"
+    assert shared.stat().st_nlink == 2 and (newest / "replay" / "frames_0_0.npy").samefile(shared)
+    shared_inode = shared.stat().st_ino
+    data = bytearray(shared.read_bytes())
+    data[-1] ^= 0xFF
+    shared.write_bytes(bytes(data))
+
+    cfg.train.total_frames = 5000
+    resumed = Trainer(cfg, run)
+    capsys.readouterr()
+    assert resumed.resume() == newest
+    warnings = capsys.readouterr().err
+    assert f"resuming from {newest.name} with its damaged replay frames left out (259 of 1,001" in warnings, warnings
+    resumed.train()
+    resumed.close()
+    latest = checkpoints(run)[-1]
+    assert latest.name == "ckpt-000000005000"
+    assert (latest / "replay" / "frames_0_0.npy").stat().st_ino != shared_inode  # written afresh, not linked
+    check = Trainer(cfg, tmp_path / "check")
+    check.checkpointer.load(latest, check.replay, to_dict(cfg))  # every chunk passes its checksum
+    check.close()
+
+
 # ---------------------------------------------------------------------------- 4-6. logs, config, weights
 def test_a_restart_before_the_first_checkpoint_sets_the_old_logs_aside(tmp_path):
     run = tmp_path / "run"

@@ -192,6 +192,28 @@ def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tm
 
 
 @pytest.mark.slurm
+def test_a_warning_during_the_set_up_requeues_the_task_with_a_log_line(cluster, tmp_path):
+    """The time-limit warning arrives while the site's set-up runs, before the trainer exists:
+    the script does not start training, says so, and requeues the task, which then runs."""
+    sweep = tmp_path / "sweep"
+    result = submit(sweep, "--seeds", "0", "--setup", "sleep 8", "train.total_frames=800")
+    assert result.returncode == 0, result.stderr
+    job = job_of(sweep)
+    deadline = time.time() + 120
+    while "task " not in task_log(sweep, 0):  # the script runs its set-up; no trainer yet
+        assert time.time() < deadline, task_log(sweep, 0)
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], check=True)
+    rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
+    text = task_log(sweep, 0)
+    assert (
+        f"time-limit warning: training had not started; the run's last checkpoint stands; requeueing task {job}_0"
+        in text
+    ), text
+    assert "restart 1" in text and rows[0][4] == "800/800" and rows[0][6] == "1"
+
+
+@pytest.mark.slurm
 def test_a_cancelled_pending_array_reads_cancelled_in_the_completion_file(cluster, tmp_path):
     from dqn_atari.slurm import WHOLE_ARRAY, _completion_records
 
