@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from dqn_atari.config import Config, to_dict
+from dqn_atari.errors import first_line
 from dqn_atari.replay import DamagedFrames, ReplayBuffer, ReplayError, crc_of_file, write_synced
 
 # Settings that fix the shapes of what a checkpoint holds; a run resumed with any of them
@@ -237,7 +238,7 @@ def _write_failure(err: BaseException) -> str:
         if isinstance(seen, OSError) and seen.strerror:
             return seen.strerror
         seen = seen.__cause__ or seen.__context__
-    return str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    return first_line(err)
 
 
 def read_state(path: Path) -> dict:

@@ -26,6 +26,7 @@ from ale_py.env import AtariEnv
 from dqn_atari.config import EnvConfig
 from dqn_atari.envs import make_env
 from dqn_atari.envs.wrappers import action_meanings
+from dqn_atari.errors import first_line
 
 PROTOCOLS = {
     "nature": {"protocol": "nature", "max_episode_frames": 18_000, "noop_max": 30},
@@ -208,7 +209,7 @@ def load_policy(checkpoint: Path, device: torch.device):
         StopIteration,
         TypeError,
     ) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        reason = first_line(err)
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
     return network.to(device).eval(), cfg, state
 

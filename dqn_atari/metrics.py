@@ -70,7 +70,7 @@ class Logger:
             self._csv_file.close()
 
 
-def _truncate_csv_after(path: Path, frames: int, warn=None) -> None:
+def _truncate_csv_after(path: Path, frames: int) -> None:
     """Keep the rows up to `frames` (a resume continues from there). Rows that are not
     well-formed (a line cut by a crash, stray bytes) are dropped with one warning; an empty file
     gets its header back."""
@@ -84,7 +84,7 @@ def _truncate_csv_after(path: Path, frames: int, warn=None) -> None:
         elif int(row[0]) <= frames:
             keep.append(row)
     if damaged:
-        (warn or _warn)(f"dqn-atari: warning: {path}: dropped {damaged} malformed line(s)")
+        _warn(f"dqn-atari: warning: {path}: dropped {damaged} malformed line(s)")
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as f:
         csv.writer(f).writerows([list(CSV_FIELDS)] + keep)

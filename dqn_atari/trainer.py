@@ -29,6 +29,7 @@ from dqn_atari.agent import agent_from_config, linear_epsilon
 from dqn_atari.checkpoint import Checkpointer, CheckpointError
 from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
+from dqn_atari.errors import first_line
 from dqn_atari.evaluation import observation_settings, play_episodes
 from dqn_atari.metrics import Logger, Progress
 from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
@@ -366,7 +367,7 @@ class Trainer:
             self.agent.load_state_dict(model["agent"])
             torch.set_rng_state(model["torch_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError) as err:
-            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             raise CheckpointError(f"checkpoint {path} does not fit this run's config ({reason})") from None
         if "cuda_rng" in model and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(model["cuda_rng"])

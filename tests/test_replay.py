@@ -340,14 +340,25 @@ def test_format_1_save_without_back_bits_loads_to_identical_samples(tmp_path):
             np.testing.assert_array_equal(on_host(getattr(a, field)), getattr(b, field))
 
 
-def test_incremental_save_links_unchanged_chunks(tmp_path, monkeypatch):
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Frame chunks of 8 entries, so that the 64-entry rings of `filled` save as 8 chunks."""
     import dqn_atari.replay as replay
 
     monkeypatch.setattr(replay, "CHUNK_ENTRIES", 8)
+
+
+def filled(steps: int, seed: int = 1) -> tuple[ReplayBuffer, Stream]:
+    """A 64-entry, 1-env buffer after `steps` steps of a random stream."""
     buf = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
-    stream = Stream(1, np.random.default_rng(1), 0.9, 1)
-    for _ in range(30):
+    stream = Stream(1, np.random.default_rng(seed), 0.9, 1)
+    for _ in range(steps):
         stream.step(buf)
+    return buf, stream
+
+
+def test_incremental_save_links_unchanged_chunks(tmp_path, small_chunks):
+    buf, stream = filled(30)
     buf.save(tmp_path / "a")
     for _ in range(3):
         stream.step(buf)
@@ -384,16 +395,10 @@ def test_refuses_capacity_beyond_available_memory():
         ReplayBuffer(10**12)
 
 
-def test_a_damaged_chunk_is_written_afresh_not_linked(tmp_path, monkeypatch):
+def test_a_damaged_chunk_is_written_afresh_not_linked(tmp_path, small_chunks):
     """A chunk whose file went bad since the last save must not be hard-linked into the next
     one: the new save would be born corrupt."""
-    import dqn_atari.replay as replay
-
-    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 8)
-    buf = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
-    stream = Stream(1, np.random.default_rng(1), 0.9, 1)
-    for _ in range(30):
-        stream.step(buf)
+    buf, stream = filled(30)
     buf.save(tmp_path / "a")
     damaged = tmp_path / "a" / "frames_0_0.npy"
     data = bytearray(damaged.read_bytes())
@@ -408,23 +413,14 @@ def test_a_damaged_chunk_is_written_afresh_not_linked(tmp_path, monkeypatch):
     np.testing.assert_array_equal(copy.frames, buf.frames)
 
 
-def test_chunks_never_written_are_not_saved_and_load_as_zeros(tmp_path, monkeypatch):
+def test_chunks_never_written_are_not_saved_and_load_as_zeros(tmp_path, small_chunks):
     """A short run with a large replay saves what it wrote, not the whole empty ring."""
-    import dqn_atari.replay as replay
-
-    monkeypatch.setattr(replay, "CHUNK_ENTRIES", 8)
-    buf = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
-    stream = Stream(1, np.random.default_rng(1), 0.9, 1)
-    for _ in range(20):  # the first few chunks written, the rest of the ring never
-        stream.step(buf)
+    buf, _ = filled(20)  # the first few chunks written, the rest of the ring never
     buf.save(tmp_path / "r")
     written = {f"frames_0_{c}.npy" for c in np.nonzero(buf.chunk_version[0])[0]}
     assert 0 < len(written) < buf.chunk_version.shape[1]
     assert {f.name for f in (tmp_path / "r").glob("frames_*.npy")} == written
-    reused = ReplayBuffer(64, 1, frame_shape=FRAME, stack=STACK, seed=0)
-    other = Stream(1, np.random.default_rng(9), 0.9, 1)
-    for _ in range(60):  # every chunk of this buffer written: the load must clear the extra ones
-        other.step(reused)
+    reused, _ = filled(60, seed=9)  # every chunk of this buffer written: the load must clear the extra ones
     reused.load(tmp_path / "r")
     np.testing.assert_array_equal(reused.frames, buf.frames)
     for _ in range(3):
