@@ -336,7 +336,6 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
             kind: Trainer(load_config(config, overrides + extra), Path(tmp) / kind) for kind, extra in settings.items()
         }
         tf = trainers["uniform"].cfg.train.train_frequency_steps
-        run_steps = _run_steps
 
         def update_only(trainer=trainers["uniform"]) -> None:
             batch = trainer.replay.sample(32)
@@ -352,7 +351,7 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
         for _ in range(3):  # interleaved: each loop, then the learner alone
             for kind, trainer in trainers.items():
                 start_steps, start = trainer.steps, time.perf_counter()
-                run_steps(trainer, steps_per_round)
+                _run_steps(trainer, steps_per_round)
                 rates[kind].append((trainer.steps - start_steps) / (time.perf_counter() - start))
             trainer = trainers["uniform"]
             updates_before = trainer.agent.updates
@@ -361,7 +360,7 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
             trainer.cfg.train.learning_starts_steps -= (trainer.agent.updates - updates_before) * tf
         # Where the loop's time goes, after the timed rounds (profiling slows Python code).
         breakdown = {
-            f"profile_{kind}": _loop_profile(lambda trainer=trainers[kind]: run_steps(trainer, steps_per_round))
+            f"profile_{kind}": _loop_profile(lambda trainer=trainers[kind]: _run_steps(trainer, steps_per_round))
             for kind in ("uniform", "uniform_4env")
         }
         for trainer in trainers.values():
