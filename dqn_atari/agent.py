@@ -42,6 +42,7 @@ class DQNAgent:
         max_grad_norm: float | None = None,
         device: str | torch.device = "cpu",
         seed: int | np.random.SeedSequence = 0,
+        cuda_graph: bool = False,
     ):
         self.num_actions = num_actions
         self.device = torch.device(device)
@@ -58,7 +59,22 @@ class DQNAgent:
         self.target = self._placed(QNetwork(num_actions, **(network or {})))
         self.target.load_state_dict(self.online.state_dict())
         self.target.requires_grad_(False)
-        self.optimizer = make_optimizer(self.online.parameters(), optimizer, lr, eps, rmsprop_alpha, rmsprop_centered)
+        # A CUDA graph replays the whole update (noise, loss, backward, optimiser step) as one
+        # launch: at batch 32 the GPU otherwise waits on Python launching ~100-500 small kernels.
+        # Only on a GPU. There torch's Adam and RMSprop always keep their step count on the
+        # device (`capturable`), with or without the graph, so that the graph changes the speed
+        # and never the numbers.
+        self.cuda_graph = cuda_graph and self.device.type == "cuda"
+        self.optimizer = make_optimizer(
+            self.online.parameters(),
+            optimizer,
+            lr,
+            eps,
+            rmsprop_alpha,
+            rmsprop_centered,
+            capturable=self.device.type == "cuda",
+        )
+        self._forget_graph()
         self.updates = 0
         # Exploration draws come from the agent's own stream, so evaluation or logging code that
         # uses numpy's global RNG cannot change a run's actions.
@@ -133,6 +149,17 @@ class DQNAgent:
         """One gradient step on a batch of device tensors; `weights` are prioritized replay's
         importance-sampling weights (None: a plain mean). Returns detached device tensors (no
         host sync here; the caller reads them when it needs them)."""
+        batch = (obs, actions, rewards, discounts, next_obs, weights)
+        stats = self._graph_step(batch) if self.cuda_graph else self._learning_step(*batch)
+        self.updates += 1
+        if self.tau < 1.0:
+            self.soft_update()
+        elif self.updates % self.target_update_period_updates == 0:
+            self.sync_target()  # in place: a captured update reads the new target weights
+        return stats
+
+    def _learning_step(self, obs, actions, rewards, discounts, next_obs, weights) -> dict[str, torch.Tensor]:
+        """The update's device work, the same eagerly and inside a CUDA graph."""
         obs = obs.contiguous(memory_format=self.memory_format)
         next_obs = next_obs.contiguous(memory_format=self.memory_format)
         # Noisy nets: fresh noise for each update, independently for the online and the target
@@ -148,12 +175,48 @@ class DQNAgent:
         if self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.online.parameters(), self.max_grad_norm)
         self.optimizer.step()
-        self.updates += 1
-        if self.tau < 1.0:
-            self.soft_update()
-        elif self.updates % self.target_update_period_updates == 0:
-            self.sync_target()
         return {"loss": loss.detach(), "q_mean": q_taken.mean(), "priorities": priorities}
+
+    # Eager updates before the capture, on a side stream, as torch asks: they create the
+    # optimiser's state and cuBLAS's workspace, which a graph cannot allocate. They are real
+    # updates, so a run's sequence of updates is the same with and without the graph.
+    GRAPH_WARMUP_UPDATES = 3
+
+    def _graph_step(self, batch: tuple) -> dict[str, torch.Tensor]:
+        signature = tuple(None if t is None else (t.shape, t.dtype) for t in batch)
+        if self._graph is not None and signature != self._graph_signature:
+            self._forget_graph()  # another batch size, or weights that come and go
+        if self._graph is None and self._warmup_left > 0:
+            self._warmup_left -= 1
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                stats = self._learning_step(*batch)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            return stats
+        if self._graph is None:
+            self._static_batch = tuple(None if t is None else t.clone() for t in batch)
+            self._graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self._graph):  # records the kernels; runs nothing
+                self._static_stats = self._learning_step(*self._static_batch)
+            self._graph_signature = signature
+        for static, t in zip(self._static_batch, batch, strict=True):
+            if static is not None:
+                static.copy_(t)
+        self._graph.replay()
+        # The graph writes into the same output tensors at every replay: hand out copies.
+        return {k: v.clone() for k, v in self._static_stats.items()}
+
+    def _forget_graph(self) -> None:
+        """Drop the captured update (its inputs, outputs and gradient buffers); the next update
+        warms up again and captures afresh, e.g. after the optimiser state was replaced."""
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_signature: tuple | None = None
+        self._static_batch: tuple = ()
+        self._static_stats: dict[str, torch.Tensor] = {}
+        self._warmup_left = self.GRAPH_WARMUP_UPDATES
+        for p in self.online.parameters():
+            p.grad = None
 
     @torch.no_grad()
     def sync_target(self) -> None:
@@ -175,7 +238,8 @@ class DQNAgent:
     def load_state_dict(self, state: dict) -> None:
         self.online.load_state_dict(state["online"])
         self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(state["optimizer"])  # new state tensors: a graph would miss them
+        self._forget_graph()
         self.updates = int(state["updates"])
 
 
@@ -219,4 +283,5 @@ def agent_from_config(cfg, num_actions: int, device: torch.device, seed: int | n
         max_grad_norm=cfg.optimizer.max_grad_norm,
         device=device,
         seed=seed,
+        cuda_graph=cfg.train.cuda_graph,
     )

@@ -277,6 +277,130 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------- update on a GPU
+def _update_agents(on: torch.device, cuda_graph: bool) -> dict:
+    """The two updates the README reports: Nature DQN (DeepMind's RMSProp, Huber) and Rainbow's
+    network and loss (C51, dueling, noisy, Double DQN, weighted) with Adam; the same initial
+    weights whatever `cuda_graph` is."""
+    from dqn_atari.agent import DQNAgent
+
+    torch.manual_seed(0)
+    dqn = DQNAgent(6, device=on, cuda_graph=cuda_graph)
+    torch.manual_seed(0)
+    rainbow = DQNAgent(
+        6,
+        network={"dueling": True, "noisy": True, "atoms": 51},
+        double_dqn=True,
+        optimizer="adam",
+        lr=6.25e-5,
+        eps=1.5e-4,
+        device=on,
+        cuda_graph=cuda_graph,
+    )
+    return {"dqn": dqn, "rainbow": rainbow}
+
+
+def _update_batches(on: torch.device, count: int, b: int = 32) -> list[tuple[torch.Tensor, ...]]:
+    g = torch.Generator().manual_seed(1)
+    return [
+        (
+            torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
+            torch.randint(0, 6, (b,), generator=g).to(on),
+            torch.randint(-1, 2, (b,), generator=g).float().to(on),
+            0.99 * (torch.rand(b, generator=g) > 0.1).float().to(on),
+            torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
+            torch.rand(b, generator=g).to(on),
+        )
+        for _ in range(count)
+    ]
+
+
+def _device_profile(fn, calls: int) -> dict:
+    """torch.profiler over `calls` calls of fn: device operations (kernels, copies) launched and
+    the device's busy time per call, and the five torch ops whose kernels keep it busiest."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    on_device = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    # Only the host-side ops: each kernel is listed once more under its own name.
+    ops = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU]
+    ops.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    return {
+        "device_ops_per_call": len(on_device) / calls,
+        "device_busy_ms_per_call": sum(e.time_range.elapsed_us() for e in on_device) / 1000 / calls,
+        "busiest_ops_ms_per_call": {e.key: round(e.self_device_time_total / 1000 / calls, 4) for e in ops[:5]},
+    }
+
+
+def bench_update_gpu(seconds: float = 3.0, device: str | None = None) -> dict:
+    """Where a batch-32 update's time goes on a GPU and what `train.cuda_graph` saves, for
+    Nature DQN's and Rainbow's update: wall ms per update (synchronised) eagerly and replayed
+    as a CUDA graph, timed in alternating blocks; device busy ms and kernels per eager update
+    (torch.profiler); and the largest weight difference between the two after 8 updates from
+    the same state on the same batches and noise. Then the acting step's round trip (a host
+    uint8 stack in, an action out) at 1 and 4 envs against its device busy time. On a CPU,
+    where there are no graphs, only the eager and acting figures."""
+    # The graph-vs-eager comparison runs with deterministic algorithms (otherwise cuDNN's weight
+    # gradients differ from run to run by themselves); cuBLAS reads this once, at its start.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on_gpu = on.type == "cuda"
+    out: dict[str, Any] = {"device": str(on), "batch_size": 32}
+    batches = _update_batches(on, 8)
+
+    def synced(agent):
+        def update():
+            agent.update(*batches[agent.updates % len(batches)])
+            if on_gpu:
+                torch.cuda.synchronize()
+
+        return update
+
+    eager_agents = _update_agents(on, cuda_graph=False)
+    if on_gpu:
+        # The same 8 updates from the same state, each with the same noise, deterministic
+        # algorithms on; then fresh agents for the timing, with torch's default algorithms.
+        torch.use_deterministic_algorithms(True)
+        for name, graph in _update_agents(on, cuda_graph=True).items():
+            eager = _update_agents(on, cuda_graph=False)[name]
+            for batch in batches:
+                for agent in (eager, graph):
+                    torch.cuda.manual_seed(agent.updates)
+                    agent.update(*batch)
+            out[f"{name}_graph_vs_eager_max_weight_diff"] = max(
+                (p - q).abs().max().item()
+                for p, q in zip(eager.online.parameters(), graph.online.parameters(), strict=True)
+            )
+        torch.use_deterministic_algorithms(False)
+    graph_agents = _update_agents(on, cuda_graph=True) if on_gpu else {}
+    for name, eager in eager_agents.items():
+        if not on_gpu:
+            out[f"{name}_update_ms"] = 1000 / _timed(synced(eager), seconds)
+            continue
+        graph = graph_agents[name]
+        eager_rate, graph_rate = _paired(synced(eager), synced(graph), seconds, block=10)
+        out[f"{name}_update_ms"] = 1000 / eager_rate
+        out[f"{name}_cuda_graph_update_ms"] = 1000 / graph_rate
+        out[f"{name}_cuda_graph_vs_eager"] = eager_rate / graph_rate
+        profile = _device_profile(lambda agent=eager: agent.update(*batches[0]), 20)
+        out.update({f"{name}_{key}": value for key, value in profile.items()})
+
+    acting = eager_agents["dqn"]
+    for num_envs in (1, 4):
+        stacks = np.random.default_rng(0).integers(0, 256, (num_envs, 4, 84, 84), dtype=np.uint8)
+
+        def act(stacks=stacks):
+            acting.act(stacks, epsilon=0.0)  # returns host actions: one round trip
+
+        out[f"act_ms_{num_envs}env"] = 1000 / _timed(act, seconds / 2)
+        if on_gpu:
+            out[f"act_device_busy_ms_{num_envs}env"] = _device_profile(act, 50)["device_busy_ms_per_call"]
+    return out
+
+
 # ---------------------------------------------------------------------------- loop
 def _loop_config(device: str | None) -> tuple[Path | None, list[str]]:
     """pong.yaml (None: the defaults, which are Pong's too, when run from an installed package)
@@ -383,7 +507,8 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
 def bench_loop_grid(seconds: float = 5.0, device: str | None = None, env_counts: tuple[int, ...] = (1, 4, 8)) -> dict:
     """Agent steps per second of the whole training loop (as `loop`: Pong, epsilon 0.01, an
     update every 4 agent steps, warm replay) for 1, 4 and 8 envs on both env backends, and on a
-    GPU with the replay's frames in pinned host memory and on the GPU itself."""
+    GPU with the replay's frames in pinned host memory, on the GPU itself, and on the GPU with
+    the update replayed as a CUDA graph (`train.cuda_graph`)."""
     import tempfile
 
     from dqn_atari.config import load_config
@@ -394,16 +519,20 @@ def bench_loop_grid(seconds: float = 5.0, device: str | None = None, env_counts:
     overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
     overrides += ["env.fire_on_life_loss=false"]
     on_gpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
-    frame_stores = {"host": "false", "gpu": "true"} if on_gpu else {"host": "false"}
+    # (replay.frames_on_device, train.cuda_graph) for each variant
+    frame_stores = {"host": ("false", "false")}
+    if on_gpu:
+        frame_stores.update({"gpu": ("true", "false"), "gpu_cuda_graph": ("true", "true")})
     out: dict[str, Any] = {"device": "cuda" if on_gpu else "cpu"}
     profiled = {("gymnasium", min(env_counts), "host"), ("ale_vector", max(env_counts), "host")}
+    profiled |= {("ale_vector", max(env_counts), "gpu_cuda_graph")}
     with tempfile.TemporaryDirectory() as tmp:
         for backend in ("gymnasium", "ale_vector"):
             for num_envs in env_counts:
-                for store, on_device in frame_stores.items():
+                for store, (on_device, cuda_graph) in frame_stores.items():
                     name = f"{backend}_{num_envs}env_{store}_frames"
                     settings = [f"env.backend={backend}", f"env.num_envs={num_envs}"]
-                    settings.append(f"replay.frames_on_device={on_device}")
+                    settings += [f"replay.frames_on_device={on_device}", f"train.cuda_graph={cuda_graph}"]
                     trainer = Trainer(load_config(config, overrides + settings), Path(tmp) / name)
                     _warm(trainer, 2_000)
                     _run_steps(trainer, 400)  # kernels chosen, caches and queues warm
@@ -543,6 +672,7 @@ BENCHMARKS = {
     "env": bench_env,
     "replay": bench_replay,
     "learner": bench_learner,
+    "update_gpu": bench_update_gpu,
     "loop": bench_loop,
     "loop_grid": bench_loop_grid,
     "video": bench_video,
@@ -604,10 +734,10 @@ def _print_table(name: str, figures: dict) -> None:
     width = max(len(k) for k in figures)
     print(f"== {name}")
     for k, v in figures.items():
-        if isinstance(v, dict):  # a breakdown: one line per part
+        if isinstance(v, dict):  # a breakdown: one line per part, in ms or as a share
             print(f"  {k}:")
-            for part, share in v.items():
-                print(f"    {part:<40} {share:>6.1%}")
+            for part, value in v.items():
+                print(f"    {part:<40} " + (f"{value:>9.4f} ms" if k.endswith("_ms_per_call") else f"{value:>6.1%}"))
             continue
         shown = f"{v:,.3f}" if isinstance(v, float) else str(v)
         print(f"  {k:<{width}}  {shown}")

@@ -192,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
         "checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs without "
         "recording).",
     )
-    b.add_argument("which", choices=["env", "replay", "learner", "loop", "loop_grid", "checkpoint", "video", "all"])
+    b.add_argument(
+        "which", choices=["env", "replay", "learner", "update_gpu", "loop", "loop_grid", "checkpoint", "video", "all"]
+    )
     b.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     b.add_argument("--seconds", type=float, default=None, help="time budget per measurement")
     b.add_argument(

@@ -126,6 +126,10 @@ class TrainConfig:
     device: str = "auto"  # auto (a GPU if there is one), cpu, cuda or cuda:N
     torch_threads: int = 0  # torch's CPU threads; 0: SLURM's CPUs per task under SLURM, else torch's default
     deterministic: bool = False  # torch's deterministic algorithms (bit-exact resume on CUDA too)
+    # On a GPU, replay each update as one captured CUDA graph (the same computation; several
+    # times faster at batch 32, where launching the kernels costs more than running them).
+    # Ignored on a CPU.
+    cuda_graph: bool = False
 
 
 @dataclass

@@ -64,12 +64,16 @@ class DeepMindRMSprop(torch.optim.Optimizer):
 
 
 def make_optimizer(
-    params, name: str, lr: float, eps: float, rmsprop_alpha: float, rmsprop_centered: bool
+    params, name: str, lr: float, eps: float, rmsprop_alpha: float, rmsprop_centered: bool, capturable: bool = False
 ) -> torch.optim.Optimizer:
     """adam: torch's Adam. rmsprop: torch's RMSprop (eps outside the square root).
-    deepmind_rmsprop: DeepMindRMSprop above (always centred; eps inside the square root)."""
+    deepmind_rmsprop: DeepMindRMSprop above (always centred; eps inside the square root).
+    `capturable`: torch's optimisers keep their step count on the device, so a CUDA graph can
+    hold the step (DeepMindRMSprop has no step count and is capturable as it is)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps)
+        return torch.optim.Adam(params, lr=lr, eps=eps, capturable=capturable)
     if name == "deepmind_rmsprop":
         return DeepMindRMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=eps)
-    return torch.optim.RMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=eps, centered=rmsprop_centered)
+    return torch.optim.RMSprop(
+        params, lr=lr, alpha=rmsprop_alpha, eps=eps, centered=rmsprop_centered, capturable=capturable
+    )

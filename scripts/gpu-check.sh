@@ -3,9 +3,10 @@
 #   1. the machine: GPU, driver, torch, CUDA and cuDNN versions (machine.txt)
 #   2. benchmarks, alone on the machine: the update (learner) and the training loop at 1, 4 and
 #      8 envs, both env backends, frames in pinned host memory and on the GPU (loop_grid)
+#      and the update's device profile and CUDA-graph figures (update_gpu)
 #   3. Pong learning runs, SEEDS of configs/pong-fast.yaml side by side on the one GPU, for
 #      LEARNING_SECONDS each, stopped by SIGTERM (which checkpoints), with the CUDA tests
-#      (`pytest -m cuda`) running beside them
+#      (`pytest -m cuda`) running beside them; LEARNING_SECONDS 0 skips this part
 # Run directories stay in OUT_DIR/runs; their checkpoints are large, copy what you keep.
 #
 # usage: bash scripts/gpu-check.sh OUT_DIR [LEARNING_SECONDS] [SEEDS]
@@ -35,7 +36,13 @@ fi
 
 echo "== benchmarks"
 "$PY" -m dqn_atari benchmark learner --seconds 3 --json "$out/bench-learner.json" 2>&1 | tee "$out/bench-learner.txt"
+"$PY" -m dqn_atari benchmark update_gpu --seconds 3 --json "$out/bench-update-gpu.json" 2>&1 | tee "$out/bench-update-gpu.txt"
 "$PY" -m dqn_atari benchmark loop_grid --seconds 5 --json "$out/bench-loop-grid.json" 2>&1 | tee "$out/bench-loop-grid.txt"
+
+if [ "$learning_seconds" -eq 0 ]; then
+    echo "LEARNING_SECONDS is 0: benchmarks only, no learning runs or tests"
+    exit 0
+fi
 
 echo "== Pong learning runs (${learning_seconds} s each, seeds: $seeds) beside the CUDA tests"
 pids=()

@@ -12,6 +12,9 @@ CONFIGS = ROOT / "configs"
 
 # Keep test runs on the 2-core CI machine from oversubscribing threads.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# cuBLAS reads its workspace setting once, when it first starts: set here, before any test
+# touches a GPU, so the tests that turn on deterministic algorithms in-process may do so.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 # The CUDA variants of device tests: collected everywhere, run where a GPU is present, skipped
 # (with this reason in the summary) on CPU-only machines. `pytest -m cuda` runs only them.

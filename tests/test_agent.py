@@ -278,3 +278,72 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
         torch.testing.assert_close(gpu.q_values(obs.numpy()).cpu(), cpu.q_values(obs.numpy()), rtol=1e-4, atol=1e-5)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
+
+
+@pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"optimizer": "deepmind_rmsprop", "loss": "huber"},  # Nature DQN
+        {
+            "optimizer": "adam",
+            "lr": 6.25e-5,
+            "eps": 1.5e-4,
+            "network": {"dueling": True, "noisy": True, "atoms": 51},
+            "double_dqn": True,
+            "max_grad_norm": 10.0,
+        },
+    ],
+    ids=["nature", "rainbow"],
+)
+def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(device, settings):
+    """10 updates on fresh batches, through the warm-up, the capture and two target syncs, each
+    with the same noise: the same losses, priorities and weights as the eager agent. With
+    deterministic algorithms, as a run with train.deterministic: otherwise cuDNN's weight
+    gradients and cuBLAS on the warm-up's side stream differ from run to run by themselves."""
+    deterministic = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        torch.manual_seed(0)
+        eager = DQNAgent(6, target_update_period_updates=4, device=device, **settings)
+        graph = DQNAgent(6, target_update_period_updates=4, device=device, cuda_graph=True, **settings)
+        graph.online.load_state_dict(eager.online.state_dict())
+        graph.target.load_state_dict(eager.target.state_dict())
+        differences = []
+
+        def same(actual, expected, msg):  # bit for bit
+            differences.append((actual - expected).abs().max().item())
+            torch.testing.assert_close(actual, expected, rtol=0.0, atol=0.0, msg=msg)
+
+        rng = torch.Generator().manual_seed(1)
+        for update in range(10):
+            obs, next_obs = (torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=rng) for _ in "ab")
+            actions = torch.randint(0, 6, (32,), generator=rng)
+            rewards = torch.randint(-1, 2, (32,), generator=rng).float()
+            discounts = 0.99 * (torch.rand(32, generator=rng) > 0.1).float()
+            weights = torch.rand(32, generator=rng)
+            batch = [x.to(device) for x in (obs, actions, rewards, discounts, next_obs, weights)]
+            stats = {}
+            for name, agent in (("eager", eager), ("graph", graph)):
+                torch.cuda.manual_seed(update)  # the same noise draws for both
+                stats[name] = agent.update(*batch)
+            for key in ("loss", "q_mean", "priorities"):
+                same(stats["graph"][key], stats["eager"][key], msg=f"update {update}: {key}")
+        assert graph._graph is not None, "the updates after the warm-up must replay the captured graph"
+        for (key, a), b in zip(eager.online.state_dict().items(), graph.online.state_dict().values(), strict=True):
+            same(b, a, msg=key)
+        for a, b in zip(eager.target.parameters(), graph.target.parameters(), strict=True):
+            same(b, a, msg="target")
+        print(f"largest difference, graph vs eager: {max(differences):.3g}")
+    finally:
+        torch.use_deterministic_algorithms(deterministic[0])
+        torch.backends.cudnn.benchmark = deterministic[1]
+
+
+def test_on_a_cpu_cuda_graph_is_ignored():
+    """A config written for a GPU cluster runs unchanged on a laptop: the eager update."""
+    agent = DQNAgent(4, cuda_graph=True)
+    obs, next_obs = batch(8)
+    agent.update(obs, torch.zeros(8, dtype=torch.long), torch.ones(8), torch.full((8,), 0.99), next_obs)
+    assert not agent.cuda_graph and agent._graph is None

@@ -102,6 +102,8 @@ RAINBOW = [
         # drawing from the CUDA generator (its state must come back with the checkpoint).
         pytest.param(["train.device=cuda", "replay.frames_on_device=true"], id="dqn-cuda-frames-on-gpu", marks=ON_CUDA),
         pytest.param([*RAINBOW, "train.device=cuda"], id="rainbow-cuda", marks=ON_CUDA),
+        # The update replayed as a CUDA graph: the resumed run warms up and captures afresh.
+        pytest.param([*RAINBOW, "train.device=cuda", "train.cuda_graph=true"], id="rainbow-cuda-graph", marks=ON_CUDA),
     ],
 )
 def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
