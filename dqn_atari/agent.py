@@ -74,7 +74,11 @@ class DQNAgent:
             rmsprop_centered,
             capturable=self.device.type == "cuda",
         )
-        self._forget_graph()
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._graph_signature: tuple | None = None
+        self._static_batch: tuple = ()  # the graph's inputs, a batch's tensors (None: no weights)
+        self._static_stats: dict[str, torch.Tensor] = {}  # the graph's outputs
+        self._warmup_left = self.GRAPH_WARMUP_UPDATES
         self.updates = 0
         # Exploration draws come from the agent's own stream, so evaluation or logging code that
         # uses numpy's global RNG cannot change a run's actions.
@@ -194,26 +198,27 @@ class DQNAgent:
                 stats = self._learning_step(*batch)
             torch.cuda.current_stream(self.device).wait_stream(side)
             return stats
-        if self._graph is None:
+        graph = self._graph
+        if graph is None:
             self._static_batch = tuple(None if t is None else t.clone() for t in batch)
-            self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):  # records the kernels; runs nothing
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # records the kernels; runs nothing
                 self._static_stats = self._learning_step(*self._static_batch)
-            self._graph_signature = signature
+            self._graph, self._graph_signature = graph, signature
         for static, t in zip(self._static_batch, batch, strict=True):
             if static is not None:
                 static.copy_(t)
-        self._graph.replay()
+        graph.replay()
         # The graph writes into the same output tensors at every replay: hand out copies.
         return {k: v.clone() for k, v in self._static_stats.items()}
 
     def _forget_graph(self) -> None:
         """Drop the captured update (its inputs, outputs and gradient buffers); the next update
         warms up again and captures afresh, e.g. after the optimiser state was replaced."""
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._graph_signature: tuple | None = None
-        self._static_batch: tuple = ()
-        self._static_stats: dict[str, torch.Tensor] = {}
+        self._graph = None
+        self._graph_signature = None
+        self._static_batch = ()
+        self._static_stats = {}
         self._warmup_left = self.GRAPH_WARMUP_UPDATES
         for p in self.online.parameters():
             p.grad = None
