@@ -282,6 +282,30 @@ _RENAMED = {
 }
 
 
+def in_todays_keys(flat: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config written by an older version, flattened (`section.key: value`), as
+    today's version would write it: renamed keys converted as `_RENAMED` says, and keys added
+    since filled with their defaults. Every key added so far switches on something new, so its
+    default is what runs did before it existed. Keys unknown today are kept as they are."""
+    out = dict(flat)
+    if "agent.target_update_period" in out:  # counted updates; now agent steps
+        frequency = out.get("train.train_frequency_steps", TrainConfig.train_frequency_steps)
+        out["agent.target_update_period_steps"] = out.pop("agent.target_update_period") * frequency
+    defaults = flatten(to_dict(Config()))
+    return {**defaults, **out}
+
+
+def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    out: dict[str, Any] = {}
+    for key, value in nested.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
 def _unknown_key(key: str) -> ConfigError:
     if key in _RENAMED:
         return ConfigError(f"config key '{key}' was renamed: use {_RENAMED[key]}")

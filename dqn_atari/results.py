@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from dqn_atari.agent import linear_epsilon
+from dqn_atari.config import flatten, in_todays_keys
 from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalized
 from dqn_atari.metrics import read_csv
 
@@ -30,9 +31,10 @@ PER_RUN_KEYS = {
     "config_name",
     "train.device",
     "train.torch_threads",
+    "train.cuda_graph",
     "train.total_frames",
 }
-PER_RUN_SECTIONS = {"log", "checkpoint"}
+PER_RUN_SECTIONS = {"log.", "checkpoint."}
 TAGS = {"eval": "eval/return_mean", "train": "train/episode_return"}
 TRAINING_RETURN_GAMES = 10
 # Bootstrap intervals over fewer seeds than this are not shown: the seeds themselves are.
@@ -114,15 +116,10 @@ def _wall_clock(path: Path) -> np.ndarray:
 
 
 def signature(cfg: dict) -> str:
-    flat = {}
-    for section, values in cfg.items():
-        if isinstance(values, dict):
-            if section in PER_RUN_SECTIONS:
-                continue
-            flat.update({f"{section}.{k}": v for k, v in values.items()})
-        else:
-            flat[section] = values
-    kept = {k: v for k, v in flat.items() if k not in PER_RUN_KEYS}
+    """Eight hex digits that differ where two runs' settings differ, written in today's keys, so
+    a run recorded before a key was renamed or added groups with today's runs of its settings."""
+    flat = in_todays_keys(flatten(cfg))
+    kept = {k: v for k, v in flat.items() if k not in PER_RUN_KEYS and not k.startswith(tuple(PER_RUN_SECTIONS))}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
 
 

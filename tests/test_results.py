@@ -146,3 +146,19 @@ def test_few_seeds_are_drawn_one_line_each_and_many_get_a_labelled_band(runs, tm
     assert [c for c in ax.collections if isinstance(c, PolyCollection)]
     assert "mean of 5 seeds, band: 95% bootstrap CI" in ax.get_legend().get_texts()[0].get_text()
     plt.close(fig)
+
+
+def test_a_run_recorded_before_keys_were_renamed_or_added_groups_with_todays_runs_of_its_settings(tmp_path):
+    """An older resolved config counted the target period in updates (250 x 4 agent steps per
+    update = today's 1,000 agent steps) and had no `network.noisy` key yet."""
+    import yaml
+
+    make_run(tmp_path, "today", "Pong", 0, 1.0, ["agent.target_update_period_steps=1000"])
+    for name, updates in (("older-same", 250), ("older-other", 500)):
+        older = make_run(tmp_path, name, "Pong", 1, 1.0)
+        cfg = yaml.safe_load((older / "config.yaml").read_text())
+        del cfg["agent"]["target_update_period_steps"], cfg["network"]["noisy"]
+        cfg["agent"]["target_update_period"] = updates
+        (older / "config.yaml").write_text(yaml.safe_dump(cfg))
+    groups = group_runs(find_runs([tmp_path]))
+    assert sorted(sorted(r.path.name for r in g.runs) for g in groups) == [["older-other"], ["older-same", "today"]]
