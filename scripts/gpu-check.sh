@@ -4,7 +4,8 @@
 #   2. benchmarks, alone on the machine: the update (learner) and the training loop at 1, 4 and
 #      8 envs, both env backends, frames in pinned host memory and on the GPU (loop_grid)
 #      and the update's device profile and CUDA-graph figures (update_gpu)
-#   3. Pong learning runs, SEEDS of configs/pong-fast.yaml side by side on the one GPU, for
+#   3. Pong learning runs, SEEDS of configs/pong-fast.yaml side by side on the one GPU (the
+#      update as a CUDA graph, the replay's frames on the GPU), for
 #      LEARNING_SECONDS each, stopped by SIGTERM (which checkpoints), with the CUDA tests
 #      (`pytest -m cuda`) running beside them; LEARNING_SECONDS 0 skips this part
 # Run directories stay in OUT_DIR/runs; their checkpoints are large, copy what you keep.
@@ -49,6 +50,7 @@ pids=()
 for seed in $seeds; do
     timeout --preserve-status -s TERM "$learning_seconds" "$PY" -m dqn_atari train configs/pong-fast.yaml \
         "seed=$seed" "run_dir=$out/runs/pong-fast-s$seed" train.device=cuda train.torch_threads=2 \
+        train.cuda_graph=true replay.frames_on_device=true \
         eval.every_frames=200000 eval.episodes=10 log.every_steps=5000 log.progress=quiet \
         checkpoint.every_frames=100000000 >"$out/pong-fast-s$seed.log" 2>&1 &
     pids+=($!)
