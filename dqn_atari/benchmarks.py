@@ -339,10 +339,11 @@ def bench_update_gpu(seconds: float = 3.0, device: str | None = None) -> dict:
     """Where a batch-32 update's time goes on a GPU and what `train.cuda_graph` saves, for
     Nature DQN's and Rainbow's update: wall ms per update (synchronised) eagerly and replayed
     as a CUDA graph, timed in alternating blocks; the device operations (kernels, copies) and
-    the device's busy ms per eager update (torch.profiler); and the largest weight difference between the two after 8 updates from
-    the same state on the same batches and noise. Then the acting step's round trip (a host
-    uint8 stack in, an action out) at 1 and 4 envs against its device busy time. On a CPU,
-    where there are no graphs, only the eager and acting figures."""
+    the device's busy ms per eager update (torch.profiler); and the largest weight difference
+    between the two after 8 updates from the same state on the same batches and noise. Then
+    the acting step's round trip (a host uint8 stack in, an action out) at 1 and 4 envs
+    against its device busy time. On a CPU, where there are no graphs, only the eager and
+    acting figures."""
     # The graph-vs-eager comparison runs with deterministic algorithms (otherwise cuDNN's weight
     # gradients differ from run to run by themselves); cuBLAS reads this once, at its start.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -23,6 +23,7 @@ from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalize
 from dqn_atari.metrics import read_csv
 
 # Settings that do not change what is being measured (and the game, which groups separately).
+# The frame budget does: a score at the end of 1M frames is not one at the end of 2M.
 PER_RUN_KEYS = {
     "env.game",
     "seed",
@@ -32,7 +33,6 @@ PER_RUN_KEYS = {
     "train.device",
     "train.torch_threads",
     "train.cuda_graph",
-    "train.total_frames",
 }
 PER_RUN_SECTIONS = {"log.", "checkpoint."}
 TAGS = {"eval": "eval/return_mean", "train": "train/episode_return"}
@@ -115,12 +115,16 @@ def _wall_clock(path: Path) -> np.ndarray:
     return np.array(clock, dtype=np.float64).reshape(-1, 2)
 
 
-def signature(cfg: dict) -> str:
-    """Eight hex digits that differ where two runs' settings differ, written in today's keys, so
-    a run recorded before a key was renamed or added groups with today's runs of its settings."""
+def settings(cfg: dict) -> dict:
+    """What a run measured, flattened and written in today's keys, so that a run recorded before
+    a key was renamed or added compares equal to today's runs of its settings."""
     flat = in_todays_keys(flatten(cfg))
-    kept = {k: v for k, v in flat.items() if k not in PER_RUN_KEYS and not k.startswith(tuple(PER_RUN_SECTIONS))}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:8]
+    return {k: v for k, v in flat.items() if k not in PER_RUN_KEYS and not k.startswith(tuple(PER_RUN_SECTIONS))}
+
+
+def signature(cfg: dict) -> str:
+    """Eight hex digits that differ where two runs' settings differ."""
+    return hashlib.sha256(json.dumps(settings(cfg), sort_keys=True).encode()).hexdigest()[:8]
 
 
 def group_runs(runs: list[Run]) -> list[Group]:
@@ -132,12 +136,20 @@ def group_runs(runs: list[Run]) -> list[Group]:
             groups[key] = Group(run.game, run.config.get("config_name", "run"), sig, [])
         groups[key].runs.append(run)
     out = sorted(groups.values(), key=lambda g: (g.game, g.name, g.signature))
-    signatures_of: dict[str, set[str]] = {}
+    by_name: dict[str, dict[str, dict]] = {}  # config name -> signature -> settings
     for g in out:
-        signatures_of.setdefault(g.name, set()).add(g.signature)
-    for g in out:  # two settings under one config name: tell them apart
-        if len(signatures_of[g.name]) > 1:
-            g.name = f"{g.name} [{g.signature}]"
+        by_name.setdefault(g.name, {})[g.signature] = settings(g.runs[0].config)
+    labels = [g.name for g in out]
+    for i, g in enumerate(out):
+        namesakes = by_name[g.name]
+        if len(namesakes) > 1:  # two settings under one config name: say what differs
+            values = list(namesakes.values())
+            differ = sorted(k for k in set().union(*values) if len({json.dumps(v.get(k)) for v in values}) > 1)
+            mine = namesakes[g.signature]
+            shown = ", ".join(f"{k}={mine.get(k)}" for k in differ[:3]) + (", ..." if len(differ) > 3 else "")
+            labels[i] = f"{g.name} ({shown})"
+    for g, label in zip(out, labels, strict=True):
+        g.name = label
     return out
 
 

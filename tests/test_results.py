@@ -48,8 +48,21 @@ def test_groups_separate_games_and_settings(runs):
     groups = group_runs(find_runs([runs]))
     summary = sorted((g.game, len(g.runs)) for g in groups)
     assert summary == [("Breakout", 2), ("Pong", 1), ("Pong", 2)]
-    pong_names = [g.name for g in groups if g.game == "Pong"]
-    assert len(set(pong_names)) == 2  # the two Pong settings get distinct labels
+    pong_names = sorted(g.name for g in groups if g.game == "Pong")
+    # the two Pong settings are told apart by what differs between them
+    assert pong_names == ["pong-fast (optimizer.lr=0.00025)", "pong-fast (optimizer.lr=0.001)"]
+
+
+def test_runs_with_another_frame_budget_are_another_group(tmp_path):
+    """A score at the end of 2M frames is not one at the end of 1M: never averaged together."""
+    for seed in (0, 1):
+        make_run(tmp_path, f"1m-{seed}", "Pong", seed, 1.0, ["train.total_frames=1000000"])
+    make_run(tmp_path, "2m-0", "Pong", 0, 5.0, ["train.total_frames=2000000"])
+    groups = group_runs(find_runs([tmp_path]))
+    assert sorted((g.name, len(g.runs)) for g in groups) == [
+        ("pong-fast (train.total_frames=1000000)", 2),
+        ("pong-fast (train.total_frames=2000000)", 1),
+    ]
 
 
 def test_iqm_median_and_means_match_a_hand_computation(runs):
