@@ -206,7 +206,7 @@ def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "
     fig, groups = draw_curves(paths, metric, x)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150)
+    fig.savefig(out, dpi=150, bbox_inches="tight")  # the legend below the axes included
     plt.close(fig)
     return out, groups
 
@@ -221,7 +221,7 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
 
     groups = group_runs(find_runs(paths))
     games = sorted({g.game for g in groups})
-    fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 4.4), squeeze=False)
     for ax, game in zip(axes[0], games, strict=True):
         for g in (g for g in groups if g.game == game):
             runs = [r for r in g.runs if len(curve(r, metric, x)[0])]
@@ -238,7 +238,8 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
             ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
         ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
+        # below the axes: group labels that name their settings are long, and must hide no curve
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.tight_layout()
     return fig, groups
 
