@@ -201,6 +201,23 @@ def _prioritized_sampling(seconds: float, capacity: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- learner
+def _rainbow_agent(num_actions: int, on: torch.device, cuda_graph: bool = False):
+    """Rainbow's network and loss: C51 with dueling and noisy heads, Double DQN, Adam; its
+    updates are weighted by whoever passes weights."""
+    from dqn_atari.agent import DQNAgent
+
+    return DQNAgent(
+        num_actions,
+        network={"dueling": True, "noisy": True, "atoms": 51},
+        double_dqn=True,
+        optimizer="adam",
+        lr=6.25e-5,
+        eps=1.5e-4,
+        device=on,
+        cuda_graph=cuda_graph,
+    )
+
+
 def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     """Our agent's update vs a minimal plain-PyTorch DQN update of the same network and batch."""
     import torch.nn.functional as F
@@ -238,17 +255,7 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     def ours():
         agent.update(obs, actions, rewards, discounts, next_obs)
 
-    # Rainbow's network and loss: C51 with dueling and noisy heads, Double DQN, weighted.
-    rainbow = DQNAgent(
-        n_actions,
-        network={"dueling": True, "noisy": True, "atoms": 51},
-        double_dqn=True,
-        optimizer="adam",
-        lr=6.25e-5,
-        eps=1.5e-4,
-        target_update_period_updates=2000,
-        device=on,
-    )
+    rainbow = _rainbow_agent(n_actions, on)
     weights = torch.rand(b, device=on)
 
     def rainbow_update():
@@ -279,25 +286,14 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
 
 # ---------------------------------------------------------------------------- update on a GPU
 def _update_agents(on: torch.device, cuda_graph: bool) -> dict:
-    """The two updates the README reports: Nature DQN (DeepMind's RMSProp, Huber) and Rainbow's
-    network and loss (C51, dueling, noisy, Double DQN, weighted) with Adam; the same initial
-    weights whatever `cuda_graph` is."""
+    """The two updates the README reports: Nature DQN (DeepMind's RMSProp, Huber) and Rainbow's;
+    the same initial weights whatever `cuda_graph` is."""
     from dqn_atari.agent import DQNAgent
 
     torch.manual_seed(0)
     dqn = DQNAgent(6, device=on, cuda_graph=cuda_graph)
     torch.manual_seed(0)
-    rainbow = DQNAgent(
-        6,
-        network={"dueling": True, "noisy": True, "atoms": 51},
-        double_dqn=True,
-        optimizer="adam",
-        lr=6.25e-5,
-        eps=1.5e-4,
-        device=on,
-        cuda_graph=cuda_graph,
-    )
-    return {"dqn": dqn, "rainbow": rainbow}
+    return {"dqn": dqn, "rainbow": _rainbow_agent(6, on, cuda_graph)}
 
 
 def _update_batches(on: torch.device, count: int, b: int = 32) -> list[tuple[torch.Tensor, ...]]:

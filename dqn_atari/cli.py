@@ -187,8 +187,10 @@ def _parser() -> argparse.ArgumentParser:
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
-        "time vs plain PyTorch), loop (training loop vs learner bound), loop_grid (the loop at 1, 4 "
-        "and 8 envs, both env backends, and on a GPU with frames in host memory and on the GPU), "
+        "time vs plain PyTorch), update_gpu (the update's device profile, eager vs CUDA graph; on a "
+        "CPU only its eager and acting times), loop (training loop vs learner bound), loop_grid (the "
+        "loop at 1, 4 and 8 envs, both env backends, and on a GPU with frames in host memory, on the "
+        "GPU, and with the CUDA graph), "
         "checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs without "
         "recording).",
     )
