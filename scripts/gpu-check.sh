@@ -23,13 +23,7 @@ mkdir -p "$out/runs"
 out=$(cd "$out" && pwd)
 
 echo "== machine"
-{
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    "$PY" -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__,
-'| CUDA', torch.version.cuda, '| cuDNN', torch.backends.cudnn.version(),
-'| GPU', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
-    echo "CPU cores: $(getconf _NPROCESSORS_ONLN)"
-} 2>&1 | tee "$out/machine.txt"
+bash scripts/gpu-machine.sh | tee "$out/machine.txt"
 if ! "$PY" -c "import torch, gymnasium, ale_py, av; assert torch.cuda.is_available()" 2>"$out/import-error.txt"; then
     echo "gpu-check: no CUDA device, or gymnasium/ale-py/av missing: $(tail -1 "$out/import-error.txt")" >&2
     exit 1
