@@ -52,8 +52,9 @@ fi
 
 run_one() {  # train one seed to its limit, then score its final checkpoint
     local seed=$1 run="$out/runs/$name-s$1" log="$out/$name-s$1.log" keep="$out/$name-s$1"
-    local start end code
+    local start end code eval_code
     shift
+    rm -rf "$keep"  # no file of an earlier use of OUT_DIR may pass for this run's
     start=$(date +%s)
     # SIGTERM checkpoints and exits 75; -k: a run that does not stop within 90 s more is killed
     timeout --preserve-status -k 90 -s TERM "$train_seconds" "$PY" -m dqn_atari train "$config" \
@@ -66,16 +67,23 @@ run_one() {  # train one seed to its limit, then score its final checkpoint
         | tee "$keep/wall-clock.txt" >>"$log"
     timeout -k 10 "$eval_seconds" "$PY" -m dqn_atari evaluate "$run" --episodes "$eval_episodes" --epsilon 0.05 --device "$device" \
         --out "$run/eval-final" >>"$log" 2>&1
-    echo "evaluation exit $? after $(($(date +%s) - end)) s" >>"$log"
+    eval_code=$?
+    echo "evaluation exit $eval_code after $(($(date +%s) - end)) s" >>"$log"
     cp "$run/metrics.csv" "$run/config.yaml" "$keep/" 2>/dev/null
     cp "$run/eval-final/report.json" "$keep/evaluation.json" 2>/dev/null
+    [ "$code" -eq 0 ] || [ "$code" -eq 75 ] && [ "$eval_code" -eq 0 ]
 }
 
 echo "== $name, seeds $seeds side by side, ${train_seconds} s of training each"
+pids=()
 for seed in $seeds; do
     run_one "$seed" "$@" &
+    pids+=($!)
 done
-wait
+status=0
+for pid in "${pids[@]}"; do
+    wait "$pid" || status=1
+done
 for seed in $seeds; do
     echo "-- seed $seed: $(cat "$out/$name-s$seed/wall-clock.txt")"
     grep -E "evaluation at|evaluation mean reached|stopped by signal|done:|error" "$out/$name-s$seed.log" | tail -8
@@ -92,3 +100,7 @@ else:
           f"median {s['median']:.1f}, min {s['min']:.0f}, max {s['max']:.0f}, {s['capped_episodes']} capped")
 EOF
 done
+if [ "$status" -ne 0 ]; then
+    echo "gpu-learning-runs: a run or its evaluation failed; its log in $out says why" >&2
+fi
+exit "$status"

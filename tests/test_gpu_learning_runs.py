@@ -74,3 +74,14 @@ def test_a_run_stopped_by_its_time_limit_is_checkpointed_scored_and_kept(tmp_pat
     assert report["summary"]["episodes"] == 1
     assert report["protocol"]["epsilon"] == 0.05
     assert "final evaluation (1 games, epsilon 0.05): mean" in done.stdout
+
+
+def test_a_run_that_cannot_start_fails_the_script_with_its_reason_in_the_log(tmp_path):
+    # smoke.yaml's own (Baselines) stacks: ale-py's vector env refuses them at start-up
+    done = run_script("configs/smoke.yaml", str(tmp_path / "out"), "30", "0")
+    assert done.returncode == 1
+    assert "gpu-learning-runs: a run or its evaluation failed" in done.stderr
+    log = (tmp_path / "out" / "smoke-s0.log").read_text()
+    assert "supports DeepMind's stacks only" in log
+    assert "exit 2" in (tmp_path / "out" / "smoke-s0" / "wall-clock.txt").read_text()
+    assert not (tmp_path / "out" / "smoke-s0" / "evaluation.json").exists()
