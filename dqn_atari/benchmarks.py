@@ -146,6 +146,7 @@ def _full_replay(capacity: int, prioritized: bool = False):
     )
     buf.count[0] = capacity
     buf.cursor[0] = 0
+    buf.chunk_version[:] = 1  # every chunk written, as in a run that filled the buffer
     buf.derive_back_bits()
     if isinstance(buf, PrioritizedReplayBuffer):  # every entry but a game's last and the newest
         drawable = (game_position != 500) & (positions < capacity - 1)
@@ -201,65 +202,106 @@ def _prioritized_sampling(seconds: float, capacity: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- learner
-def _rainbow_agent(num_actions: int, on: torch.device, cuda_graph: bool = False):
-    """Rainbow's network and loss: C51 with dueling and noisy heads, Double DQN, Adam; its
-    updates are weighted by whoever passes weights."""
-    from dqn_atari.agent import DQNAgent
+def _agent(kind: str, on: torch.device, members: int = 1, **settings):
+    """The agents the README reports, from fixed seeds (the same initial weights whatever
+    `settings` change): DQN (Adam, MSE, as CleanRL), Nature DQN (DeepMind's RMSProp, Huber),
+    Rainbow (C51, dueling, noisy, Double DQN, Adam), QR-DQN and IQN (their presets' heads)."""
+    from dqn_atari.agent import Agent
+    from dqn_atari.value_heads import Categorical, ImplicitQuantile, QuantileRegression, ValueHead
 
-    return DQNAgent(
-        num_actions,
-        network={"dueling": True, "noisy": True, "atoms": 51},
-        double_dqn=True,
-        optimizer="adam",
-        lr=6.25e-5,
-        eps=1.5e-4,
-        device=on,
-        cuda_graph=cuda_graph,
+    seeds = list(range(members))
+    if kind == "dqn":
+        return Agent.for_seeds(6, seeds, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", device=on, **settings)
+    if kind == "nature":
+        return Agent.for_seeds(6, seeds, device=on, **settings)
+    if kind == "rainbow":
+        network = {"dueling": True, "noisy": True, **settings.pop("network", {})}
+        head = Categorical(51, -10.0, 10.0)
+        return Agent.for_seeds(
+            6,
+            seeds,
+            head,
+            network=network,
+            double_dqn=True,
+            optimizer="adam",
+            lr=6.25e-5,
+            eps=1.5e-4,
+            device=on,
+            **settings,
+        )
+    quantiles: ValueHead = QuantileRegression(200) if kind == "qr_dqn" else ImplicitQuantile(64, 64, 32)
+    return Agent.for_seeds(6, seeds, quantiles, optimizer="adam", lr=5e-5, eps=0.01 / 32, device=on, **settings)
+
+
+def _batch(on: torch.device, members: int = 1, b: int = 32, generator: torch.Generator | None = None, weights=False):
+    from dqn_atari.agent import Batch
+
+    g = generator or torch.Generator().manual_seed(1)
+    return Batch(
+        torch.randint(0, 256, (members, b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
+        torch.randint(0, 6, (members, b), generator=g).to(on),
+        torch.randint(-1, 2, (members, b), generator=g).float().to(on),
+        (0.99 * (torch.rand(members, b, generator=g) > 0.1).float()).to(on),
+        torch.randint(0, 256, (members, b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
+        torch.rand(members, b, generator=g).to(on) if weights else None,
     )
+
+
+def update_flops(batch_size: int = 32, frame_size: int = 84, stack: int = 4, actions: int = 6) -> float:
+    """Floating-point operations of one Nature DQN update, counted as 2 per multiply-add: the
+    online forward pass, its backward pass (twice the forward's work: gradients of the inputs
+    and of the weights) and the target network's forward pass; 4 forward passes in all (2.39
+    GFLOP at batch 32)."""
+    macs, side, channels = 0, frame_size, stack
+    for out, kernel, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+        side = (side - kernel) // stride + 1
+        macs += side * side * out * channels * kernel * kernel
+        channels = out
+    macs += side * side * channels * 512 + 512 * actions
+    return 4 * 2 * macs * batch_size
+
+
+def _matmul_gflops(on: torch.device, dtype: torch.dtype, seconds: float, n: int = 2048) -> float:
+    a, b = (torch.randn(n, n, device=on).to(dtype) for _ in "ab")
+
+    def product():
+        torch.mm(a, b)
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+
+    return 2 * n**3 * _timed(product, seconds) / 1e9
 
 
 def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
-    """Our agent's update vs a minimal plain-PyTorch DQN update of the same network and batch."""
+    """Our update against a minimal plain-PyTorch DQN update of the same network and batch; the
+    update with contiguous (NCHW) and channels-last (NHWC) activations and under bfloat16
+    autocast, beside the machine's own fp32 (and bf16) matrix-product rate; Rainbow's, QR-DQN's
+    and IQN's updates beside DQN's."""
     import torch.nn.functional as F
-
-    from dqn_atari.agent import DQNAgent
-    from dqn_atari.networks import QNetwork
+    from torch import nn
 
     on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    batch = _batch(on)
+    obs, actions, rewards, discounts, next_obs = (t[0] for t in batch[:5])
+
+    def plain_network():
+        layers = [nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.Conv2d(64, 64, 3, 1)]
+        layers += [nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 6)]
+        return nn.Sequential(*layers).to(on)
+
     torch.manual_seed(0)
-    b, n_actions = 32, 6
-    obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=on)
-    next_obs = torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, device=on)
-    actions = torch.randint(0, n_actions, (b,), device=on)
-    rewards = torch.randn(b, device=on)
-    discounts = torch.full((b,), 0.99, device=on)
-
-    agent = DQNAgent(
-        n_actions, optimizer="adam", lr=1e-4, eps=1e-8, loss="mse", target_update_period_updates=250, device=on
-    )
-
-    online = QNetwork(n_actions).to(on)
-    target = QNetwork(n_actions).to(on)
+    online, target = plain_network(), plain_network()
     target.load_state_dict(online.state_dict())
     opt = torch.optim.Adam(online.parameters(), lr=1e-4)
 
     def raw_update():
         with torch.no_grad():
-            y = rewards + discounts * target(next_obs).max(1).values
-        q = online(obs).gather(1, actions[:, None]).squeeze(1)
+            y = rewards + discounts * target(next_obs.float() / 255).max(1).values
+        q = online(obs.float() / 255).gather(1, actions[:, None]).squeeze(1)
         loss = F.mse_loss(q, y)
         opt.zero_grad()
         loss.backward()
         opt.step()
-
-    def ours():
-        agent.update(obs, actions, rewards, discounts, next_obs)
-
-    rainbow = _rainbow_agent(n_actions, on)
-    weights = torch.rand(b, device=on)
-
-    def rainbow_update():
-        rainbow.update(obs, actions, rewards, discounts, next_obs, weights)
 
     def sync(fn):
         def run():
@@ -269,46 +311,51 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
 
         return run
 
-    ours_rate, raw_rate = _paired(sync(ours), sync(raw_update), seconds, block=5)
-    paired_rate, rainbow_rate = _paired(sync(ours), sync(rainbow_update), seconds, block=5)
+    def updating(agent, b=batch):
+        return sync(lambda: agent.update(b))
+
+    default = _agent("dqn", on)  # the config's defaults: channels-last, fp32
+    contiguous = _agent("dqn", on, network={"channels_last": False})
+    bf16 = _agent("dqn", on, precision="bf16")
+    bf16_contiguous = _agent("dqn", on, network={"channels_last": False}, precision="bf16")
+    ours_rate, raw_rate = _paired(updating(default), sync(raw_update), seconds, block=5)
+    fp32_rate, cl_rate = _paired(updating(contiguous), updating(default), seconds, block=5)
+    bf16_rate, bf16_nchw_rate = _paired(updating(bf16), updating(bf16_contiguous), seconds, block=5)
+    weighted = _batch(on, weights=True)
+    paired = {}
+    for kind in ("rainbow", "qr_dqn", "iqn"):
+        paired[kind] = _paired(updating(default), updating(_agent(kind, on), weighted), seconds, block=5)
     out: dict[str, Any] = {
         "device": str(on),
-        "batch_size": b,
+        "batch_size": 32,
         "update_ms": 1000 / ours_rate,
         "raw_torch_update_ms": 1000 / raw_rate,
-        "update_ms_beside_rainbow": 1000 / paired_rate,
-        "rainbow_update_ms": 1000 / rainbow_rate,
+        # NCHW is the layout every update used before channels-last became the default
+        "update_ms_fp32": 1000 / fp32_rate,
+        "update_ms_channels_last": 1000 / cl_rate,
+        "update_ms_bf16": 1000 / bf16_rate,
+        "update_ms_bf16_contiguous": 1000 / bf16_nchw_rate,
+        "update_ms_default": 1000 / cl_rate,
     }
+    for kind, (beside, rate) in paired.items():
+        out[f"update_ms_beside_{kind}"] = 1000 / beside
+        out[f"{kind}_update_ms"] = 1000 / rate
+        out[f"{kind}_vs_update"] = beside / rate
     out["update_vs_raw"] = out["update_ms"] / out["raw_torch_update_ms"]
-    out["rainbow_vs_update"] = out["rainbow_update_ms"] / out["update_ms_beside_rainbow"]
+    out["channels_last_vs_fp32"] = out["update_ms_fp32"] / out["update_ms_channels_last"]
+    out["bf16_vs_fp32"] = out["update_ms_fp32"] / out["update_ms_bf16"]
+    out["matmul_gflops_fp32"] = _matmul_gflops(on, torch.float32, seconds / 2)
+    out["matmul_gflops_bf16"] = _matmul_gflops(on, torch.bfloat16, seconds / 2)
+    out["update_gflops_default"] = update_flops() / (out["update_ms_default"] / 1000) / 1e9
+    out["update_vs_matmul_fp32"] = out["update_gflops_default"] / out["matmul_gflops_fp32"]
     return out
 
 
 # ---------------------------------------------------------------------------- update on a GPU
-def _update_agents(on: torch.device, cuda_graph: bool) -> dict:
-    """The two updates the README reports: Nature DQN (DeepMind's RMSProp, Huber) and Rainbow's;
-    the same initial weights whatever `cuda_graph` is."""
-    from dqn_atari.agent import DQNAgent
-
-    torch.manual_seed(0)
-    dqn = DQNAgent(6, device=on, cuda_graph=cuda_graph)
-    torch.manual_seed(0)
-    return {"dqn": dqn, "rainbow": _rainbow_agent(6, on, cuda_graph)}
-
-
-def _update_batches(on: torch.device, count: int, b: int = 32) -> list[tuple[torch.Tensor, ...]]:
-    g = torch.Generator().manual_seed(1)
-    return [
-        (
-            torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
-            torch.randint(0, 6, (b,), generator=g).to(on),
-            torch.randint(-1, 2, (b,), generator=g).float().to(on),
-            0.99 * (torch.rand(b, generator=g) > 0.1).float().to(on),
-            torch.randint(0, 256, (b, 4, 84, 84), dtype=torch.uint8, generator=g).to(on),
-            torch.rand(b, generator=g).to(on),
-        )
-        for _ in range(count)
-    ]
+def _update_agents(on: torch.device, cuda_graph: bool, members: int = 1) -> dict:
+    """Nature DQN's and Rainbow's update, from fixed seeds: the same initial weights and noise
+    whatever `cuda_graph` is."""
+    return {kind: _agent(kind, on, members, cuda_graph=cuda_graph) for kind in ("nature", "rainbow")}
 
 
 def _device_profile(fn, calls: int) -> dict:
@@ -333,64 +380,70 @@ def _device_profile(fn, calls: int) -> dict:
 
 def bench_update_gpu(seconds: float = 3.0, device: str | None = None) -> dict:
     """Where a batch-32 update's time goes on a GPU and what `train.cuda_graph` saves, for
-    Nature DQN's and Rainbow's update: wall ms per update (synchronised) eagerly and replayed
-    as a CUDA graph, timed in alternating blocks; the device operations (kernels, copies) and
-    the device's busy ms per eager update (torch.profiler); and the largest weight difference
-    between the two after 8 updates from the same state on the same batches and noise. Then
-    the acting step's round trip (a host uint8 stack in, an action out) at 1 and 4 envs
-    against its device busy time. On a CPU, where there are no graphs, only the eager and
-    acting figures."""
+    Nature DQN's and Rainbow's update, for one seed and for a population of 3: wall ms per
+    update (synchronised) eagerly and replayed as a CUDA graph, timed in alternating blocks;
+    the device operations (kernels, copies) and the device's busy ms per eager update
+    (torch.profiler); and the largest weight difference between the two after 8 updates from
+    the same state on the same batches (the same seeds: the same noise), in bf16 too. Then the
+    acting step's round trip (host uint8 stacks in, actions out) at 1 and 4 envs against its
+    device busy time. On a CPU, where there are no graphs, only the eager and acting figures."""
     # The graph-vs-eager comparison runs with deterministic algorithms (otherwise cuDNN's weight
     # gradients differ from run to run by themselves); cuBLAS reads this once, at its start.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_gpu = on.type == "cuda"
     out: dict[str, Any] = {"device": str(on), "batch_size": 32}
-    batches = _update_batches(on, 8)
+    for members in (1, 3):
+        suffix = "" if members == 1 else f"_k{members}"
+        generator = torch.Generator().manual_seed(1)
+        batches = [_batch(on, members, generator=generator, weights=True) for _ in range(8)]
 
-    def synced(agent):
-        def update():
-            agent.update(*batches[agent.updates % len(batches)])
-            if on_gpu:
-                torch.cuda.synchronize()
+        def synced(agent, batches=batches):
+            def update():
+                agent.update(batches[agent.updates % len(batches)])
+                if on_gpu:
+                    torch.cuda.synchronize()
 
-        return update
+            return update
 
-    eager_agents = _update_agents(on, cuda_graph=False)
-    if on_gpu:
-        # The same 8 updates from the same state, each with the same noise, deterministic
-        # algorithms on; then fresh agents for the timing, with torch's default algorithms.
-        torch.use_deterministic_algorithms(True)
-        for name, graph in _update_agents(on, cuda_graph=True).items():
-            eager = _update_agents(on, cuda_graph=False)[name]
-            for batch in batches:
-                for agent in (eager, graph):
-                    torch.cuda.manual_seed(agent.updates)
-                    agent.update(*batch)
-            out[f"{name}_graph_vs_eager_max_weight_diff"] = max(
-                (p - q).abs().max().item()
-                for p, q in zip(eager.online.parameters(), graph.online.parameters(), strict=True)
-            )
-        torch.use_deterministic_algorithms(False)
-    graph_agents = _update_agents(on, cuda_graph=True) if on_gpu else {}
-    for name, eager in eager_agents.items():
-        if not on_gpu:
-            out[f"{name}_update_ms"] = 1000 / _timed(synced(eager), seconds)
-            continue
-        graph = graph_agents[name]
-        eager_rate, graph_rate = _paired(synced(eager), synced(graph), seconds, block=10)
-        out[f"{name}_update_ms"] = 1000 / eager_rate
-        out[f"{name}_cuda_graph_update_ms"] = 1000 / graph_rate
-        out[f"{name}_cuda_graph_vs_eager"] = eager_rate / graph_rate
-        profile = _device_profile(lambda agent=eager: agent.update(*batches[0]), 20)
-        out.update({f"{name}_{key}": value for key, value in profile.items()})
+        eager_agents = _update_agents(on, cuda_graph=False, members=members)
+        if on_gpu:
+            torch.use_deterministic_algorithms(True)
+            for name, graph in _update_agents(on, cuda_graph=True, members=members).items():
+                eager = _update_agents(on, cuda_graph=False, members=members)[name]
+                for batch in batches:
+                    eager.update(batch)
+                    graph.update(batch)
+                out[f"{name}{suffix}_graph_vs_eager_max_weight_diff"] = max(
+                    (p - q).abs().max().item()
+                    for p, q in zip(eager.online.parameters(), graph.online.parameters(), strict=True)
+                )
+            torch.use_deterministic_algorithms(False)
+        graph_agents = _update_agents(on, cuda_graph=True, members=members) if on_gpu else {}
+        for name, eager in eager_agents.items():
+            if not on_gpu:
+                out[f"{name}{suffix}_update_ms"] = 1000 / _timed(synced(eager), seconds)
+                continue
+            graph = graph_agents[name]
+            eager_rate, graph_rate = _paired(synced(eager), synced(graph), seconds, block=10)
+            out[f"{name}{suffix}_update_ms"] = 1000 / eager_rate
+            out[f"{name}{suffix}_cuda_graph_update_ms"] = 1000 / graph_rate
+            out[f"{name}{suffix}_cuda_graph_vs_eager"] = eager_rate / graph_rate
+            if members == 1:
+                profile = _device_profile(lambda agent=eager, first=batches[0]: agent.update(first), 20)
+                out.update({f"{name}_{key}": value for key, value in profile.items()})
+        if on_gpu and members == 1:  # the graph in bf16
+            bf16 = {p: _agent("nature", on, cuda_graph=p == "graph", precision="bf16") for p in ("eager", "graph")}
+            rate_eager, rate_graph = _paired(synced(bf16["eager"]), synced(bf16["graph"]), seconds, block=10)
+            out["nature_bf16_update_ms"] = 1000 / rate_eager
+            out["nature_bf16_cuda_graph_update_ms"] = 1000 / rate_graph
 
-    acting = eager_agents["dqn"]
+    acting = _agent("nature", on)
     for num_envs in (1, 4):
-        stacks = np.random.default_rng(0).integers(0, 256, (num_envs, 4, 84, 84), dtype=np.uint8)
+        stacks = np.random.default_rng(0).integers(0, 256, (1, num_envs, 4, 84, 84), dtype=np.uint8)
 
         def act(stacks=stacks):
-            acting.act(stacks, epsilon=0.0)  # returns host actions: one round trip
+            acting.act(stacks, [0.0])  # returns host actions: one round trip
 
         out[f"act_ms_{num_envs}env"] = 1000 / _timed(act, seconds / 2)
         if on_gpu:
@@ -460,7 +513,7 @@ def bench_loop(seconds: float = 20.0, device: str | None = None) -> dict:
 
         def update_only(trainer=trainers["uniform"]) -> None:
             batch = trainer.replay.sample(32)
-            trainer.agent.update(*batch_to_device(batch, trainer.device))
+            trainer.agent.update(batch_to_device([batch], trainer.device))
             if trainer.device.type == "cuda":
                 torch.cuda.synchronize()
 
@@ -584,27 +637,78 @@ def _loop_profile(run) -> dict[str, float]:
     return shares
 
 
-# ---------------------------------------------------------------------------- checkpoint
-def bench_checkpoint(seconds: float = 0.0, capacity: int = 1_000_000, directory: str | None = None) -> dict:
-    """The first checkpoint of a run with a full replay, then one after 10,000 more transitions
-    (which rewrites only the frame chunks those touched). `seconds` is unused: each is one write."""
+# ---------------------------------------------------------------------------- population
+def bench_population(
+    seconds: float = 10.0, device: str | None = None, counts: tuple[int, ...] = (1, 2, 3, 4, 8), num_envs: int = 4
+) -> dict:
+    """Agent steps per second of the training loop (as `loop`: Pong, epsilon 0.01, an update
+    every 4 agent steps, warm replays) for K seeds in one process, per seed and in total,
+    beside the same K seeds run one after another in this process (each its own trainer, one
+    slice of steps each in turn), timed in alternating rounds. `num_envs` games per seed."""
     import tempfile
 
-    from dqn_atari.agent import DQNAgent
+    from dqn_atari.config import load_config
+    from dqn_atari.trainer import Trainer
+
+    config, overrides = _loop_config(device)
+    overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
+    overrides += ["env.fire_on_life_loss=false", f"env.num_envs={num_envs}", "replay.capacity=20000"]
+    out: dict[str, Any] = {"num_envs": num_envs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in counts:
+            configs = [load_config(config, [*overrides, f"seed={s}"]) for s in range(k)]
+            population = Trainer(configs, [Path(tmp) / f"k{k}-population-{s}" for s in range(k)])
+            alone = [Trainer(c, Path(tmp) / f"k{k}-alone-{c.seed}") for c in configs]
+            out["device"] = str(population.device)
+            for trainer in (population, *alone):
+                _warm(trainer, 1_000)
+                _run_steps(trainer, 4 * num_envs)  # kernels chosen, caches warm
+            steps = max(4 * num_envs, int(40 * num_envs / k))  # a slice: about as long for every K
+            spent = {"population": 0.0, "sequential": 0.0}
+            done = {"population": 0, "sequential": 0}
+            while min(spent.values()) < seconds / 2 or done["population"] < 3 * steps:
+                start = time.perf_counter()
+                _run_steps(population, steps)
+                spent["population"] += time.perf_counter() - start
+                done["population"] += steps * k
+                start = time.perf_counter()
+                for trainer in alone:
+                    _run_steps(trainer, steps)
+                spent["sequential"] += time.perf_counter() - start
+                done["sequential"] += steps * k
+            out[f"population_steps_per_s_total_k{k}"] = done["population"] / spent["population"]
+            out[f"population_steps_per_s_per_seed_k{k}"] = done["population"] / spent["population"] / k
+            out[f"sequential_steps_per_s_total_k{k}"] = done["sequential"] / spent["sequential"]
+            out[f"population_vs_sequential_k{k}"] = spent["sequential"] / spent["population"]
+            if k == 3:
+                out["profile_k3"] = _loop_profile(lambda trainer=population, n=3 * steps: _run_steps(trainer, n))
+            for trainer in (population, *alone):
+                trainer.close()
+    return out
+
+
+# ---------------------------------------------------------------------------- checkpoint
+def bench_checkpoint(seconds: float = 0.0, capacity: int = 1_000_000, directory: str | None = None) -> dict:
+    """The first checkpoint of a run whose replay is full (every frame chunk written, so all of it
+    is saved), then one after 10,000 more transitions (which rewrites only the frame chunks
+    those touched). `seconds` is unused: each is one write."""
+    import tempfile
+
     from dqn_atari.checkpoint import Checkpointer
 
     buf = _full_replay(capacity)
-    agent = DQNAgent(6)
+    agent = _agent("nature", torch.device("cpu"))
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         checkpointer = Checkpointer(tmp, keep_last=2)
 
         def save(frames: int) -> float:
             start = time.perf_counter()
-            checkpointer.save(frames, {"agent": agent.state_dict()}, {"config": {}}, {}, buf)
+            checkpointer.save(frames, {"agent": agent.member_state_dict(0)}, {"config": {}}, {}, buf)
             return time.perf_counter() - start
 
         full = save(1)
+        full_bytes = sum(f.stat().st_size for f in checkpointer.list()[0].rglob("*") if f.is_file())
         obs = rng.integers(0, 255, size=(1, 4, 84, 84), dtype=np.uint8)
         no = np.zeros(1, dtype=bool)
         for _ in range(10_000):
@@ -617,6 +721,7 @@ def bench_checkpoint(seconds: float = 0.0, capacity: int = 1_000_000, directory:
         "checkpoint_seconds_full": full,
         "checkpoint_seconds_incremental": incremental,
         "incremental_vs_full": incremental / full,
+        "full_bytes_written": full_bytes,  # the whole replay: 7 GB for 1M transitions
         "incremental_bytes_written": written,
     }
 
@@ -627,18 +732,12 @@ def bench_video(seconds: float = 0.0, max_episode_frames: int = 8_000) -> dict:
     the same game (same seed, same actions) without; alternated twice. `seconds` is unused."""
     import tempfile
 
-    from dqn_atari.evaluation import play_episodes
-    from dqn_atari.networks import QNetwork
+    from dqn_atari.evaluation import GreedyPolicy, play_episodes
     from dqn_atari.video import EpisodeVideo
 
-    torch.manual_seed(0)
-    network = QNetwork(6).eval()
+    q_values = GreedyPolicy(_agent("nature", torch.device("cpu")).member_network(0))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as `dqn-atari evaluate` plays on CPU, with or without video
-
-    @torch.no_grad()
-    def q_values(obs):
-        return network(torch.from_numpy(obs)).numpy()
 
     def play(recorder_for) -> tuple[float, int]:
         start = time.perf_counter()
@@ -672,6 +771,7 @@ BENCHMARKS = {
     "update_gpu": bench_update_gpu,
     "loop": bench_loop,
     "loop_grid": bench_loop_grid,
+    "population": bench_population,
     "video": bench_video,
     "checkpoint": bench_checkpoint,
 }

@@ -21,12 +21,13 @@ import re
 import shutil
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dqn_atari.config import Config, to_dict
+from dqn_atari.config import Config, to_dict, upgraded
 from dqn_atari.errors import first_line
 from dqn_atari.replay import DamagedFrames, ReplayBuffer, ReplayError, crc_of_file, write_synced
 
@@ -43,8 +44,10 @@ STRUCTURAL_KEYS = (
     "network.hidden_size",
     "network.dueling",
     "network.noisy",
-    "agent.distributional",
+    "network.iqn_cosines",
+    "agent.value_head",
     "agent.atoms",
+    "agent.quantiles",
     "replay.capacity",
     "replay.n_step",
     "replay.prioritized",
@@ -52,9 +55,11 @@ STRUCTURAL_KEYS = (
     "optimizer.name",
 )
 
-# For tests of atomicity: DQN_ATARI_CRASH_AT=<stage> kills the process (as SIGKILL would) at
-# that point of a checkpoint write. Stages: model, replay, before_rename.
+# For tests of atomicity: DQN_ATARI_CRASH_AT=<stage> kills the process (as SIGKILL would) the
+# first time a checkpoint write reaches that point, <stage>:<n> the n-th time (a population
+# writes one checkpoint per member). Stages: model, replay, before_rename, before_prune.
 _CRASH_ENV = "DQN_ATARI_CRASH_AT"
+_stages_reached: dict[str, int] = {}
 
 
 class CheckpointError(RuntimeError):
@@ -70,8 +75,12 @@ class ConfigMismatch(CheckpointError):
     """A checkpoint of a run with other shapes (game, network, replay): never tried as a fallback."""
 
 
-def _maybe_crash(stage: str) -> None:
-    if os.environ.get(_CRASH_ENV) == stage:
+def maybe_crash(stage: str) -> None:
+    wanted, _, nth = os.environ.get(_CRASH_ENV, "").partition(":")
+    if wanted != stage:
+        return
+    _stages_reached[stage] = _stages_reached.get(stage, 0) + 1
+    if _stages_reached[stage] == int(nth or 1):
         os._exit(137)
 
 
@@ -108,7 +117,17 @@ class Checkpointer:
         found = [p for p in self.root.iterdir() if p.is_dir() and CHECKPOINT_NAME.fullmatch(p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
-    def save(self, frames: int, model: dict, state: dict, envs: dict[str, np.ndarray], replay: ReplayBuffer) -> Path:
+    def save(
+        self,
+        frames: int,
+        model: dict,
+        state: dict,
+        envs: dict[str, np.ndarray],
+        replay: ReplayBuffer,
+        prune: bool = True,
+    ) -> Path:
+        """Write `ckpt-<frames>` atomically; then, unless `prune` is false (a population prunes
+        once every member has written), delete all but the newest `keep_last`."""
         final = self.root / f"ckpt-{frames:012d}"
         tmp = self.root / f".tmp-{final.name}"
         try:
@@ -117,16 +136,16 @@ class Checkpointer:
             tmp.mkdir()
             files = {}
             files["model.pt"] = write_synced(tmp / "model.pt", lambda f: torch.save(model, f))
-            _maybe_crash("model")
+            maybe_crash("model")
             # numpy's stubs read **arrays as its allow_pickle keyword
             files["envs.npz"] = write_synced(tmp / "envs.npz", lambda f: np.savez(f, **envs))  # type: ignore[arg-type]
             reuse = self.reuse_from if self.reuse_from is not None and self.reuse_from.is_dir() else None
             replay.save(tmp / "replay", reuse_from=reuse / "replay" if reuse else None)
-            _maybe_crash("replay")
+            maybe_crash("replay")
             state = dict(state, files=files)
             write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
             _fsync_dir(tmp)
-            _maybe_crash("before_rename")
+            maybe_crash("before_rename")
             if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)
                 shutil.rmtree(final)
             os.rename(tmp, final)
@@ -137,13 +156,18 @@ class Checkpointer:
             intact = f"the previous checkpoint {kept[0]} is intact" if kept else "no earlier checkpoint exists"
             raise CheckpointWriteError(f"cannot write checkpoint {final} ({_write_failure(err)}); {intact}") from None
         self.reuse_from = final
-        for old in self.list()[self.keep_last :]:
-            shutil.rmtree(old, ignore_errors=True)
+        if prune:
+            self.prune()
         return final
 
-    def save_snapshot(self, frames: int, weights: dict, state: dict) -> Path:
-        """`snapshots/model-<frames>/`: the online network's weights and a state.json (config,
-        counters, the evaluation taken there), a few MB, never the replay. `dqn-atari evaluate`
+    def prune(self) -> None:
+        for old in self.list()[self.keep_last :]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def save_snapshot(self, frames: int, agent: dict, state: dict) -> Path:
+        """`snapshots/model-<frames>/`: the online network's weights (`agent["online"]`, and the
+        acting noise of a noisy network) and a state.json (config, counters, the evaluation
+        taken there), a few MB, never the replay. `dqn-atari evaluate`
         reads it like a checkpoint, so any point of a learning curve can be re-evaluated."""
         root = self.root.parent / "snapshots"
         root.mkdir(parents=True, exist_ok=True)
@@ -151,7 +175,7 @@ class Checkpointer:
         tmp = root / f".tmp-{final.name}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": {"online": weights}}, f))}
+        files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))}
         write_synced(tmp / "state.json", lambda f: f.write(json.dumps(dict(state, files=files)).encode()))
         _fsync_dir(tmp)
         if final.exists():
@@ -186,49 +210,110 @@ class Checkpointer:
             raise CheckpointError(str(err)) from None
         return model, state, envs, left_out
 
-    def load_latest(self, replay: ReplayBuffer, config: dict, warn=print):
-        """The newest loadable checkpoint; a damaged one is reported, moved aside to
-        `checkpoints/damaged-ckpt-<frames>/` (kept for inspection, out of the run's way) and the
-        one before it used. When none is intact, the newest whose only damage is in replay frame
-        chunks (checkpoints share unchanged chunks as hard links, so they share their damage
-        too) is used without the transitions that read those frames. None when the run has no
-        checkpoint. Returns (path, model, state, envs)."""
-        candidates = self.list()
-        errors = []
-        frames_only_damaged = None
-        for path in candidates:
-            try:
-                *loaded, _ = self.load(path, replay, config)
-            except ConfigMismatch:
-                raise
-            except CheckpointError as err:
-                errors.append(str(err))
-                if isinstance(err, DamagedReplayFrames) and frames_only_damaged is None:
-                    frames_only_damaged = path
-                warn(f"dqn-atari: warning: {err}; trying the previous checkpoint")
-                continue
-            return self._use(path, loaded, candidates, warn)
-        if frames_only_damaged is not None:
-            *loaded, left_out = self.load(frames_only_damaged, replay, config, leave_out_damaged_frames=True)
-            warn(
-                f"dqn-atari: warning: no intact checkpoint; resuming from {frames_only_damaged.name} with its "
-                f"damaged replay frames left out ({left_out:,} of {len(replay):,} replay entries cannot be sampled "
-                f"until new transitions replace them)"
-            )
-            return self._use(frames_only_damaged, loaded, candidates, warn)
-        if candidates:
-            raise CheckpointError(f"no loadable checkpoint in {self.root}: {errors[-1]}")
-        return None
+    def set_aside(self, path: Path, prefix: str, warn) -> None:
+        """Move a checkpoint out of the run's way, kept for inspection as `<prefix>-ckpt-<frames>`."""
+        aside = path.with_name(f"{prefix}-{path.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(path, aside)
+        warn(f"dqn-atari: warning: moved the {'damaged ' if prefix == 'damaged' else ''}{path.name} aside to {aside}")
 
-    def _use(self, path: Path, loaded: Sequence, candidates: Sequence[Path], warn) -> tuple:
-        """Resume from `path`: the damaged checkpoints newer than it go aside."""
-        for damaged in candidates[: candidates.index(path)]:
-            aside = damaged.with_name(f"damaged-{damaged.name}")
-            shutil.rmtree(aside, ignore_errors=True)
-            os.rename(damaged, aside)
-            warn(f"dqn-atari: warning: moved the damaged {damaged.name} aside to {aside}")
-        self.reuse_from = path
-        return (path, *loaded)
+
+@dataclass
+class Loaded:
+    """One seed's checkpoint as a resume found it; `model` is None for a seed that had reached
+    its target return (its last checkpoint stands, nothing of it is loaded)."""
+
+    path: Path
+    state: dict
+    model: dict | None = None
+    envs: dict | None = None
+
+
+def _frames_of(path: Path) -> int:
+    return int(path.name.split("-")[1])
+
+
+def load_group(
+    checkpointers: Sequence[Checkpointer],
+    replays: Sequence[ReplayBuffer],
+    configs: Sequence[dict],
+    stop_at_return: float | None,
+    warn=print,
+) -> list[Loaded] | None:
+    """Each seed's checkpoint at the newest frame count that every seed still training has a
+    loadable checkpoint at (one seed: its newest loadable one), its replay loaded. A damaged
+    checkpoint is reported, moved aside to `checkpoints/damaged-ckpt-<frames>/` and an older
+    frame count tried; when none is intact, the newest whose only damage is in replay frame
+    chunks (checkpoints share unchanged chunks as hard links, so they share their damage too)
+    is used without the transitions that read those frames. Checkpoints of a seed newer than
+    the frame count used (a population killed while writing its checkpoints) are moved aside
+    to `ahead-ckpt-<frames>/`. A seed whose newest checkpoint had reached `stop_at_return`
+    stays finished. None when no seed has a checkpoint."""
+    listed = [c.list() for c in checkpointers]
+    if not any(listed):
+        return None
+    who = [f"the run in {c.root.parent}" for c in checkpointers]
+    for paths, name in zip(listed, who, strict=True):
+        if not paths:
+            raise CheckpointError(f"{name} has no checkpoint while the other seeds of the population have")
+    finished: dict[int, Loaded] = {}
+    for i, paths in enumerate(listed):
+        try:
+            state = read_state(paths[0])
+        except CheckpointError:
+            continue
+        best = state.get("best_evaluation_return")
+        if stop_at_return is not None and best is not None and best >= stop_at_return:
+            differences = structural_differences(state["config"], configs[i])
+            if differences:
+                raise ConfigMismatch(f"cannot resume {paths[0].parent.parent}: {differences[0]}")
+            finished[i] = Loaded(paths[0], state)
+    training = [i for i in range(len(listed)) if i not in finished]
+    if not training:
+        return [finished[i] for i in range(len(listed))]
+    common = set.intersection(*({_frames_of(p) for p in listed[i]} for i in training))
+    candidates = sorted(common, reverse=True)
+    if not candidates:
+        have = "; ".join(f"{who[i]}: {', '.join(str(_frames_of(p)) for p in listed[i])}" for i in training)
+        raise CheckpointError(f"the seeds have no checkpoint at a common frame count ({have}); resume each alone")
+    failed: set[tuple[int, int]] = set()  # (seed, frames) that did not load
+    frames_only_damaged: int | None = None
+    errors: list[str] = []
+    for leave_out in (False, True):
+        for frames in candidates:
+            if leave_out and frames != frames_only_damaged:
+                continue
+            loaded: dict[int, Loaded] = {}
+            for i in training:
+                path = checkpointers[i].root / f"ckpt-{frames:012d}"
+                try:
+                    model, state, envs, left_out = checkpointers[i].load(path, replays[i], configs[i], leave_out)
+                except ConfigMismatch:
+                    raise
+                except CheckpointError as err:
+                    failed.add((i, frames))
+                    errors.append(str(err))
+                    if isinstance(err, DamagedReplayFrames) and frames_only_damaged is None:
+                        frames_only_damaged = frames
+                    if not leave_out:
+                        warn(f"dqn-atari: warning: {err}; trying the previous checkpoint")
+                    break
+                if left_out:
+                    warn(
+                        f"dqn-atari: warning: no intact checkpoint; resuming from {path.name} with its damaged replay "
+                        f"frames left out ({left_out:,} of {len(replays[i]):,} replay entries cannot be sampled until "
+                        f"new transitions replace them)"
+                    )
+                loaded[i] = Loaded(path, state, model, envs)
+            else:
+                for i in training:
+                    for newer in (p for p in listed[i] if _frames_of(p) > frames and p.is_dir()):
+                        checkpointers[i].set_aside(
+                            newer, "damaged" if (i, _frames_of(newer)) in failed else "ahead", warn
+                        )
+                    checkpointers[i].reuse_from = loaded[i].path
+                return [finished.get(i) or loaded[i] for i in range(len(listed))]
+    raise CheckpointError(f"no loadable checkpoint in {checkpointers[training[0]].root}: {errors[-1]}")
 
 
 def _write_failure(err: BaseException) -> str:
@@ -294,6 +379,7 @@ def load_model(path: Path) -> dict:
 def structural_differences(saved: dict, current: dict) -> list[str]:
     """'key: saved -> current' for each structural setting that differs."""
     defaults = to_dict(Config())  # for settings that a checkpoint older than them lacks
+    saved, current = upgraded(saved), upgraded(current)
     out = []
     for key in STRUCTURAL_KEYS:
         section, name = key.split(".")

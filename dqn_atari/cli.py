@@ -42,7 +42,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("config", nargs="?", help="YAML config, e.g. configs/pong.yaml")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides")
-    t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    t.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run (or population) in RUN_DIR from its last checkpoint"
+    )
+    t.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="train these seeds of the config in one process, in lockstep (e.g. 0-2 or 0,3,7): one run directory "
+        "per seed inside one group directory",
+    )
     t.add_argument(
         "--help-config",
         action="store_true",
@@ -100,6 +108,26 @@ def _parser() -> argparse.ArgumentParser:
             "--gif-seconds", type=float, default=0.0, help="also write a GIF of the best game's first seconds"
         )
         parser.add_argument("--device", default="cpu", help="cpu or cuda")
+        parser.add_argument(
+            "--games-at-once",
+            type=int,
+            default=None,
+            help="games played side by side, one forward pass per step for all (default: every game)",
+        )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="worker processes stepping the emulators (default: 1 on 2 cores or fewer, else one per core "
+            "but one, at most one per game)",
+        )
+        parser.add_argument(
+            "--noise",
+            choices=["off", "per_step", "frozen"],
+            default=None,
+            help="a noisy network's noise: off (mean weights), per_step (fresh at every step) or frozen "
+            "(the run's acting noise); default: the run's eval.noise",
+        )
 
     e = sub.add_parser(
         "evaluate",
@@ -125,6 +153,12 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("overrides", nargs="*", metavar="key=value", help="dotted config overrides for every task")
     sm.add_argument("--games", nargs="+", help="games to run (default: the config's)")
     sm.add_argument("--seeds", default="0", help="seeds: 0-4, 0,2,7 or 3 (default 0)")
+    sm.add_argument(
+        "--seeds-per-task",
+        type=int,
+        default=1,
+        help="seeds trained together in one task (one process, one GPU), in lockstep (default 1)",
+    )
     sm.add_argument(
         "--profile",
         metavar="NAME|FILE",
@@ -187,15 +221,28 @@ def _parser() -> argparse.ArgumentParser:
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
-        "time vs plain PyTorch), update_gpu (the update's device profile, eager vs CUDA graph; on a "
+        "time vs plain PyTorch; fp32, channels-last and bf16; the machine's matrix-product rate; Rainbow, "
+        "QR-DQN and IQN beside DQN), update_gpu (the update's device profile, eager vs CUDA graph; on a "
         "CPU only its eager and acting times), loop (training loop vs learner bound), loop_grid (the "
         "loop at 1, 4 and 8 envs, both env backends, and on a GPU with frames in host memory, on the "
-        "GPU, and with the CUDA graph), "
-        "checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs without "
-        "recording).",
+        "GPU, and with the CUDA graph), population (K = 1, 2, 3, 4, 8 seeds in one process vs the same seeds "
+        "one after another), checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs "
+        "without recording).",
     )
     b.add_argument(
-        "which", choices=["env", "replay", "learner", "update_gpu", "loop", "loop_grid", "checkpoint", "video", "all"]
+        "which",
+        choices=[
+            "env",
+            "replay",
+            "learner",
+            "update_gpu",
+            "loop",
+            "loop_grid",
+            "population",
+            "checkpoint",
+            "video",
+            "all",
+        ],
     )
     b.add_argument("--json", metavar="PATH", help="write the figures to this JSON file")
     b.add_argument("--seconds", type=float, default=None, help="time budget per measurement")
@@ -239,7 +286,7 @@ def _cmd_train(args) -> int:
     # From the first line on, a stop signal is recorded, not fatal: one that arrives while the
     # config loads or the replay is read still ends in a checkpoint (or a clear line).
     stops = _StopSignals()
-    from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, load_config, save_config
+    from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, save_config
 
     if args.help_config:
         defaults, descriptions = Config(), key_descriptions()
@@ -247,32 +294,33 @@ def _cmd_train(args) -> int:
             print(f"{key} = {get(defaults, key)!r}  ({key_choices(key)})")
             print(f"    {descriptions.get(key) or '-'}")
         return 0
-    if args.resume:
-        run_dir = Path(args.resume)
-        overrides = ([args.config] if args.config else []) + args.overrides  # all are key=value here
-        if not (run_dir / "config.yaml").is_file():
-            raise UserError(f"--resume {run_dir}: no config.yaml there; is it a run directory?")
-        cfg = load_config(run_dir / "config.yaml", overrides + [f"run_dir={run_dir}"])
-    elif args.config is None:
-        raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
-    else:
-        cfg = load_config(args.config, args.overrides)
+    configs, run_dirs, group_dir = _training_plan(args)
+    cfg = configs[0]
     from dqn_atari.checkpoint import CheckpointError, CheckpointWriteError
     from dqn_atari.run_lock import RunLock, RunLocked
     from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, resolve_device
 
     resolve_device(cfg.train.device)  # refuse an absent GPU before creating anything
     _warn_if_replay_dwarfs_run(cfg)
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else _new_run_dir(cfg)
-    _make_writable_dir(run_dir, "run_dir")
-    lock = RunLock(run_dir, warn=lambda line: print(line, file=sys.stderr, flush=True))
+    for run_dir in run_dirs:
+        _make_writable_dir(run_dir, "run_dir")
+    warn = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    locks: list = []
     try:
-        lock.acquire()
-    except RunLocked as err:
-        raise UserError(str(err)) from None
-    try:
-        print(f"run directory: {run_dir}", flush=True)
-        trainer = Trainer(cfg, run_dir)
+        for run_dir in run_dirs:
+            lock = RunLock(run_dir, warn=warn)
+            try:
+                lock.acquire()
+            except RunLocked as err:
+                raise UserError(str(err)) from None
+            locks.append(lock)
+        if group_dir is not None:
+            _write_group(group_dir, configs, run_dirs)
+            members = ", ".join(f"seed {c.seed}: {d}" for c, d in zip(configs, run_dirs, strict=True))
+            print(f"run directory: {group_dir} ({members})", flush=True)
+        else:
+            print(f"run directory: {run_dirs[0]}", flush=True)
+        trainer = Trainer(configs, run_dirs)
         stops.forward_to(trainer)
         import torch
 
@@ -283,19 +331,21 @@ def _cmd_train(args) -> int:
             except CheckpointError as err:
                 raise UserError(str(err)) from None
             if resumed:
-                print(f"resumed from {resumed} at frame {trainer.frames:,}", flush=True)
+                for path in resumed:
+                    seed = next(s for s in trainer.seeds if path.parent.parent == s.run_dir)
+                    print(f"{seed.label}resumed from {path} at frame {seed.frames:,}", flush=True)
             elif args.resume:
-                raise UserError(f"--resume {run_dir}: no checkpoint there to resume from")
+                raise UserError(f"--resume {args.resume}: no checkpoint there to resume from")
             else:
-                aside = trainer.set_aside_logs_without_checkpoint()
-                if aside is not None:
+                for aside in trainer.set_aside_logs_without_checkpoint():
                     print(
-                        f"dqn-atari: warning: {run_dir} has logs but no checkpoint: starting from frame 0, "
+                        f"dqn-atari: warning: {aside.parent} has logs but no checkpoint: starting from frame 0, "
                         f"the earlier logs moved to {aside}",
                         file=sys.stderr,
                         flush=True,
                     )
-            save_config(cfg, run_dir / "config.yaml")  # only once the checkpoint has accepted cfg
+            for seed in trainer.seeds:  # only once the checkpoint has accepted the config
+                save_config(seed.cfg, seed.run_dir / "config.yaml")
             trainer.train()
         except TrainingDiverged as err:
             print(f"dqn-atari: error: {err}", file=sys.stderr)
@@ -304,18 +354,101 @@ def _cmd_train(args) -> int:
             print(f"dqn-atari: error: {err}", file=sys.stderr)
             return 1
         except Preempted:
+            where = group_dir or run_dirs[0]
             print(
                 f"stopped by signal {trainer.stop_signal} at frame {trainer.frames:,}; checkpoint written, "
-                f"resume with: dqn-atari train --resume {run_dir}",
+                f"resume with: dqn-atari train --resume {where}",
                 flush=True,
             )
             return EXIT_PREEMPTED
         finally:
+            stops.ignore_from_now()
             trainer.close()
     finally:
-        lock.release()
-    print(f"done: {trainer.frames:,} frames, {trainer.agent.updates:,} updates, {trainer.games} games", flush=True)
+        for lock in locks:
+            lock.release()
+    for seed in trainer.seeds:
+        print(
+            f"{seed.label}done: {seed.frames:,} frames, {trainer.agent.updates:,} updates, {seed.games} games",
+            flush=True,
+        )
     return 0
+
+
+GROUP_FILE = "group.json"  # in a population's directory: its seeds and their run directories
+
+
+def _training_plan(args):
+    """(configs, run directories, group directory or None) of what `train` was asked to do: one
+    run, or several seeds of one config in one process (--seeds, or a directory holding a
+    group.json). Every mistake is refused here, before anything is written."""
+    from dqn_atari.config import load_config, parse_seeds
+
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if args.resume:
+        where = Path(args.resume)
+        overrides = ([args.config] if args.config else []) + args.overrides  # all are key=value here
+        if (where / GROUP_FILE).is_file():
+            members = _read_group(where, seeds)
+            configs = []
+            for seed, run_dir in members:
+                if not (run_dir / "config.yaml").is_file():
+                    raise UserError(f"--resume {where}: seed {seed}'s run directory {run_dir} has no config.yaml")
+                configs.append(load_config(run_dir / "config.yaml", overrides + [f"run_dir={run_dir}"]))
+            return configs, [d for _, d in members], where
+        if seeds:
+            raise UserError(f"--resume {where} with --seeds: {where} holds one run, not a population")
+        if not (where / "config.yaml").is_file():
+            raise UserError(f"--resume {where}: no config.yaml there; is it a run directory?")
+        return [load_config(where / "config.yaml", overrides + [f"run_dir={where}"])], [where], None
+    if args.config is None:
+        raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
+    base = load_config(args.config, args.overrides)
+    given = Path(base.run_dir) if base.run_dir else None
+    if given is not None and (given / GROUP_FILE).is_file():  # e.g. a requeued SLURM task
+        members = _read_group(given, seeds)
+    elif seeds is None:
+        return [base], [given or _new_run_dir(base)], None
+    else:
+        if given is not None and (given / "config.yaml").is_file():
+            held = load_config(given / "config.yaml")
+            raise UserError(
+                f"run_dir {given} holds a single run (seed {held.seed}); give --seeds a new run_dir, "
+                f"or resume that run with --resume {given}"
+            )
+        group = given or _new_run_dir(base, seeds)
+        members = [(seed, group / f"s{seed}") for seed in seeds]
+    group = given or members[0][1].parent
+    configs = [load_config(args.config, [*args.overrides, f"seed={s}", f"run_dir={d}"]) for s, d in members]
+    for cfg in configs:
+        cfg.config_name = base.config_name
+    return configs, [d for _, d in members], group
+
+
+def _read_group(group: Path, seeds: list[int] | None) -> list[tuple[int, Path]]:
+    """(seed, run directory) of each member a group.json lists."""
+    import json
+
+    try:
+        listed = json.loads((group / GROUP_FILE).read_text())
+        members = [(int(m["seed"]), group / str(m["run_dir"])) for m in listed["members"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(
+            f"{group / GROUP_FILE} is damaged: it must list the members' seeds and run directories"
+        ) from None
+    if seeds is not None and seeds != [s for s, _ in members]:
+        have = ",".join(str(s) for s, _ in members)
+        raise UserError(f"{group} is a population of seeds {have}; --seeds {','.join(map(str, seeds))} does not match")
+    return members
+
+
+def _write_group(group: Path, configs, run_dirs: list[Path]) -> None:
+    import json
+
+    members = [{"seed": c.seed, "run_dir": d.name} for c, d in zip(configs, run_dirs, strict=True)]
+    partial = group / f".{GROUP_FILE}.tmp"
+    partial.write_text(json.dumps({"members": members}, indent=2) + "\n")
+    partial.replace(group / GROUP_FILE)
 
 
 class _StopSignals:
@@ -339,6 +472,17 @@ class _StopSignals:
         self.trainer = trainer
         if self.received is not None:  # it came during start-up: stop after the first step
             trainer.stop_signal = self.received
+
+    @staticmethod
+    def ignore_from_now() -> None:
+        """The checkpoint is written: a repeated stop (the job script repeats one until the
+        trainer exits) changes nothing. Ignored, not handled: Python restores the default
+        action of its handled signals while it shuts down, and a stop arriving then would end
+        the process with 128 + signal instead of its exit status."""
+        import signal
+
+        for name in STOP_SIGNALS:
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 def _warn_if_replay_dwarfs_run(cfg) -> None:
@@ -383,9 +527,13 @@ def _check_writable_file(path: str, option: str) -> None:
         raise UserError(f"{option} {path}: cannot write there ({err.strerror or err})") from None
 
 
-def _new_run_dir(cfg) -> Path:
+def _new_run_dir(cfg, seeds: list[int] | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(cfg.runs_root) / f"{cfg.env.game}-{cfg.config_name}-s{cfg.seed}-{stamp}"
+    if seeds is None:
+        return Path(cfg.runs_root) / f"{cfg.env.game}-{cfg.config_name}-s{cfg.seed}-{stamp}"
+    contiguous = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+    named = f"{seeds[0]}-{seeds[-1]}" if contiguous and len(seeds) > 1 else "+".join(map(str, seeds))
+    return Path(cfg.runs_root) / f"{cfg.env.game}-{cfg.config_name}-s{named}-{stamp}"
 
 
 def _cmd_evaluate(args) -> int:
@@ -406,6 +554,14 @@ def _cmd_evaluate(args) -> int:
         raise UserError(f"--seed must be an integer in [0, 2**31), got {args.seed}")
     if not (args.device in ("cpu", "cuda") or (args.device.startswith("cuda:") and args.device[5:].isdigit())):
         raise UserError(f"--device must be cpu, cuda or cuda:N, got {args.device!r}")
+    if args.max_episode_frames is not None and args.max_episode_frames < 1:
+        raise UserError(f"--max-episode-frames must be at least 1, got {args.max_episode_frames}")
+    if args.games_at_once is not None and args.games_at_once < 1:
+        raise UserError(f"--games-at-once must be at least 1, got {args.games_at_once}")
+    if args.processes is not None and args.processes < 1:
+        raise UserError(f"--processes must be at least 1, got {args.processes}")
+    cores = os.cpu_count() or 1
+    processes = args.processes or (1 if cores <= 2 else min(cores - 1, args.episodes))
     for epsilon in epsilons:
         out = args.out
         if out is not None and len(epsilons) > 1:
@@ -427,6 +583,9 @@ def _cmd_evaluate(args) -> int:
                 keep_videos=args.keep,
                 device=args.device,
                 kind="record" if recording else "evaluate",
+                noise=args.noise,
+                games_at_once=args.games_at_once,
+                processes=processes,
             )
         except EvaluationError as err:
             raise UserError(str(err)) from None
@@ -447,13 +606,17 @@ def _cmd_submit(args) -> int:
             resources=resources,
             sweep_dir=args.sweep_dir,
             dry_run=args.dry_run,
+            seeds_per_task=args.seeds_per_task,
         )
     except SlurmError as err:
         raise UserError(str(err)) from None
     if args.dry_run:
         print(result["script"])
         for t in result["tasks"]:
-            print(f"# task {t['index']}: {t['game']} seed {t['seed']} -> {t['run_dir']}")
+            seeds = ",".join(map(str, t["seeds"]))
+            print(
+                f"# task {t['index']}: {t['game']} seed{'s' if len(t['seeds']) > 1 else ''} {seeds} -> {t['run_dir']}"
+            )
         print("# dry run: nothing written, nothing submitted")
         return 0
     print(f"submitted job array {result['job_id']} ({len(result['tasks'])} tasks); sweep: {result['sweep_dir']}")

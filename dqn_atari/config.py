@@ -60,8 +60,15 @@ class NetworkConfig:
     # explore by themselves, so configs using them set agent.epsilon_* to 0.
     noisy: bool = False
     noisy_sigma0: float = 0.5  # initial noise scale sigma_0 of the noisy layers
-    # NHWC convolutions are faster on CUDA with cuDNN; on CPU the default layout is faster.
-    channels_last: bool = False
+    # When the online network's noise is redrawn for acting: step, at every acting step from the
+    # first one (Dopamine's and DQN Zoo's agents); update, only at each update, acting on the
+    # last update's noise (before learning starts, one draw holds). Each update draws fresh
+    # noise for the online and the target network either way.
+    noise_per: Literal["step", "update"] = "step"
+    iqn_cosines: int = 64  # IQN: cosines n of the quantile embedding (Dabney et al. 2018b: 64)
+    # NHWC activations for the convolutions: faster with cuDNN and with oneDNN on the CPUs
+    # measured (see the README's benchmarks); the numbers are the same either way.
+    channels_last: bool = True
 
 
 @dataclass
@@ -103,16 +110,28 @@ class AgentConfig:
     # with tau < 1 the target is instead moved softly by tau at every update.
     target_update_period_steps: int = 10_000
     tau: float = 1.0  # 1: hard target syncs; below 1: soft updates by tau at every update
-    # Distributional RL (C51, Bellemare et al. 2017): a categorical distribution over `atoms`
-    # returns evenly spaced on [v_min, v_max], learned by cross-entropy to the projected target.
-    distributional: bool = False
-    atoms: int = 51  # atoms of the return distribution
-    v_min: float = -10.0  # lowest return an atom stands for
-    v_max: float = 10.0  # highest return an atom stands for
+    # What the network outputs per action and how it learns from it (dqn_atari/value_heads.py):
+    # scalar (DQN: one Q-value, Huber or MSE per `loss`); c51 (Bellemare et al. 2017: a categorical
+    # distribution over `atoms` returns on [v_min, v_max], cross-entropy to the projected target);
+    # qr_dqn (Dabney et al. 2018a: `quantiles` fixed quantiles, quantile Huber loss); iqn (Dabney
+    # et al. 2018b: quantiles at sampled fractions). Older configs' `distributional: true` is c51.
+    value_head: Literal["scalar", "c51", "qr_dqn", "iqn"] = "scalar"
+    atoms: int = 51  # C51: atoms of the return distribution
+    v_min: float = -10.0  # C51: lowest return an atom stands for
+    v_max: float = 10.0  # C51: highest return an atom stands for
+    quantiles: int = 200  # QR-DQN: quantiles N of the return distribution
+    huber_kappa: float = 1.0  # QR-DQN and IQN: kappa of the quantile Huber loss
+    iqn_tau_samples: int = 64  # IQN: fractions N sampled for the online network in the loss
+    iqn_tau_prime_samples: int = 64  # IQN: fractions N' sampled for the target network
+    iqn_policy_samples: int = 32  # IQN: fractions K averaged to act and to pick the bootstrap action
     epsilon_start: float = 1.0  # exploration at the first frame
     epsilon_end: float = 0.1  # exploration after epsilon_decay_frames, annealed linearly
     # Nature's "final exploration frame 1,000,000" is 1M agent steps in DeepMind's code = 4M frames.
     epsilon_decay_frames: int = 4_000_000
+    # Where the annealing begins: learning_starts, epsilon held at epsilon_start until learning
+    # starts (DeepMind's Nature code, Dopamine, DQN Zoo); zero, from the first frame (CleanRL,
+    # Baselines).
+    epsilon_decay_start: Literal["learning_starts", "zero"] = "learning_starts"
 
 
 @dataclass
@@ -130,6 +149,9 @@ class TrainConfig:
     # times faster at batch 32, where launching the kernels costs more than running them).
     # Ignored on a CPU.
     cuda_graph: bool = False
+    # bf16: the forward passes under bfloat16 autocast (weights, optimiser state and the loss's
+    # reduction stay fp32). A change of numerics; faster where the CPU or GPU has bf16 units.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass
@@ -140,6 +162,10 @@ class EvalConfig:
     # Nature's evaluation cap: 5 minutes of play at 60 Hz = 18,000 frames.
     max_episode_frames: int = 18_000
     protocol: Literal["nature", "machado"] = "nature"  # no-op starts (nature) or sticky actions (machado)
+    noop_max: int | None = None  # random no-ops at each game's start; null: the protocol's (30)
+    # A noisy network's noise while evaluating: off (the mean weights; Dopamine), per_step (a
+    # fresh draw at every step; DQN Zoo) or frozen (the acting noise when the evaluation began).
+    noise: Literal["off", "per_step", "frozen"] = "per_step"
     # Stop training once an in-training evaluation's mean reaches this score (e.g. 18 for a
     # solved Pong); null trains to train.total_frames.
     stop_at_return: float | None = None
@@ -204,6 +230,12 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("agent.target_update_period_steps", lambda v: v >= 1, "an integer >= 1"),
     ("agent.tau", lambda v: 0 < v <= 1, "a number in (0, 1]"),
     ("agent.atoms", lambda v: v >= 2, "an integer >= 2"),
+    ("agent.quantiles", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.huber_kappa", lambda v: v > 0, "a positive number"),
+    ("agent.iqn_tau_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.iqn_tau_prime_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.iqn_policy_samples", lambda v: v >= 1, "an integer >= 1"),
+    ("network.iqn_cosines", lambda v: v >= 1, "an integer >= 1"),
     ("network.noisy_sigma0", lambda v: v >= 0, "a number >= 0"),
     ("agent.epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
@@ -217,6 +249,7 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("eval.epsilon", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("eval.every_frames", lambda v: v >= 0, "an integer >= 0 (0: no evaluation during training)"),
     ("eval.max_episode_frames", lambda v: v >= 1, "an integer >= 1"),
+    ("eval.noop_max", lambda v: v is None or 0 <= v <= 10_000, "an integer in [0, 10000] or null"),
     ("log.every_steps", lambda v: v >= 1, "an integer >= 1"),
     ("checkpoint.every_frames", lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
     ("checkpoint.keep_last", lambda v: v >= 1, "an integer >= 1"),
@@ -282,17 +315,47 @@ _RENAMED = {
 }
 
 
+# Keys older configs wrote that today's read as another key's value.
+_CONVERTED = {
+    # C51 was a switch before value heads had a name
+    "agent.distributional": lambda value: ("agent.value_head", "c51") if value else None,
+}
+
+# Keys added with a default that differs from what runs did before the key existed: an older
+# resolved config (which lacks the key) ran with this value.
+_BEFORE_THE_KEY = {
+    "agent.epsilon_decay_start": "zero",
+    "network.noise_per": "update",
+    "eval.noise": "frozen",
+    "network.channels_last": False,
+}
+
+
 def in_todays_keys(flat: dict[str, Any]) -> dict[str, Any]:
     """A resolved config written by an older version, flattened (`section.key: value`), as
-    today's version would write it: renamed keys converted as `_RENAMED` says, and keys added
-    since filled with their defaults. Every key added so far switches on something new, so its
-    default is what runs did before it existed. Keys unknown today are kept as they are."""
+    today's version would write it: renamed keys converted as `_RENAMED` and `_CONVERTED` say,
+    keys added since at what runs did before them (`_BEFORE_THE_KEY`, else the default, which
+    for those keys switches on something new). Keys unknown today are kept as they are."""
     out = dict(flat)
     if "agent.target_update_period" in out:  # counted updates; now agent steps
         frequency = out.get("train.train_frequency_steps", TrainConfig.train_frequency_steps)
         out["agent.target_update_period_steps"] = out.pop("agent.target_update_period") * frequency
-    defaults = flatten(to_dict(Config()))
+    for old, convert in _CONVERTED.items():
+        if old in out:
+            converted = convert(out.pop(old))
+            if converted is not None:
+                out.setdefault(*converted)
+    defaults = {**flatten(to_dict(Config())), **_BEFORE_THE_KEY}
     return {**defaults, **out}
+
+
+def upgraded(resolved: dict) -> dict:
+    """A resolved config (nested, e.g. a checkpoint's) in today's keys."""
+    nested: dict[str, Any] = {}
+    for key, value in in_todays_keys(flatten(resolved)).items():
+        section, _, name = key.rpartition(".")
+        (nested.setdefault(section, {}) if section else nested)[name] = value
+    return nested
 
 
 def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
@@ -366,6 +429,11 @@ def _apply(obj: Any, mapping: dict, prefix: str = "") -> None:
     hints = typing.get_type_hints(type(obj))
     for name, value in mapping.items():
         key = prefix + str(name)
+        if key in _CONVERTED:
+            converted = _CONVERTED[key](value)
+            if converted is not None:  # a key of the same section
+                _apply(obj, {converted[0].rsplit(".", 1)[1]: converted[1]}, prefix)
+            continue
         if name not in hints:
             raise _unknown_key(key)
         current = getattr(obj, name)
@@ -442,6 +510,31 @@ def validate(cfg: Config) -> None:
     from dqn_atari.envs.games import resolve_game  # late import: games lists ale-py's ROMs
 
     cfg.env.game = resolve_game(cfg.env.game)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-4', '0,2,7' or '3' -> seeds (for --seeds); a seed given twice is refused."""
+    import re
+
+    seeds: list[int] = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise ConfigError(f"--seeds {text!r} is not a seed list; use e.g. 0-4 or 0,1,5")
+        low = int(match.group(1))
+        high = int(match.group(2)) if match.group(2) is not None else low
+        if high < low:
+            raise ConfigError(f"--seeds {text!r}: the range {low}-{high} is empty")
+        seeds.extend(range(low, high + 1))
+    seen: set[int] = set()
+    for seed in seeds:
+        if seed in seen:
+            raise ConfigError(f"--seeds {text!r} gives seed {seed} twice; each seed is one run")
+        seen.add(seed)
+    for seed in seeds:
+        if seed >= 2**32:
+            raise ConfigError(f"--seeds {text!r}: seed {seed} is not below 2**32")
+    return seeds
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -7,7 +7,12 @@ class ConfigError(ValueError):
 
 
 def first_line(err: BaseException) -> str:
-    """An exception's message cut to its first line (at most 160 characters), or its type's name
-    when it has none: what a one-line error quotes of a library's exception."""
-    text = str(err).strip()
-    return text.splitlines()[0][:160] if text else type(err).__name__
+    """An exception's message cut to one line (at most 160 characters), or its type's name when
+    it has none: what a one-line error quotes of a library's exception. A first line that only
+    announces what follows (torch's "Error(s) in loading state_dict for QNetwork:") is joined
+    with the next one."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    text = " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text[:160]

@@ -14,6 +14,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
@@ -66,59 +67,176 @@ class EpisodeResult:
     capped: bool  # ended by the frame cap, not by game over
 
 
+class GreedyPolicy:
+    """Q-values of one network (a QNetwork of one member) for playing: `policy(obs, games)`
+    takes the stacks (B, stack, H, W) uint8 of the games numbered `games` and gives (B, A). A
+    noisy network's noise is off, frozen (`frozen_noise`, its run's acting noise) or drawn
+    afresh at every step; IQN's fractions are drawn at every step. Each game draws from its own
+    generator (seeded from `seed` and its number), so a game plays the same whether it is
+    played alone or beside others, and evaluating never moves a training stream."""
+
+    def __init__(self, network, noise: str = "per_step", frozen_noise: torch.Tensor | None = None, seed: int = 0):
+        self.network, self.mode, self.seed = network, noise, seed
+        self.device = next(network.parameters()).device
+        self.frozen_noise = None if frozen_noise is None else frozen_noise.to(self.device)
+        self._generators: dict[int, torch.Generator] = {}
+
+    def generator(self, game: int) -> torch.Generator:
+        if game not in self._generators:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(int(np.random.SeedSequence([self.seed, game]).generate_state(1, np.uint64)[0]))
+            self._generators[game] = generator
+        return self._generators[game]
+
+    @torch.no_grad()
+    def __call__(self, obs: np.ndarray, games: list[int]) -> np.ndarray:
+        from dqn_atari.networks import scaled_noise
+
+        x = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
+        noise = None
+        if self.network.noisy and self.mode == "per_step":
+            size = self.network.noise_size
+            drawn = [torch.randn(size, generator=self.generator(g), device=self.device) for g in games]
+            noise = scaled_noise(torch.stack(drawn)).unsqueeze(0)  # (1, B, size): each game its own
+        elif self.network.noisy and self.mode == "frozen":
+            noise = self.frozen_noise
+        taus = None
+        head = self.network.value_head
+        if head.samples_taus:
+            drawn = [torch.rand(head.policy_samples, generator=self.generator(g), device=self.device) for g in games]
+            taus = torch.stack(drawn).unsqueeze(0)
+        return self.network.q_values(x, noise, taus)[0].float().cpu().numpy()
+
+
 def play_episodes(
-    q_values: Callable[[np.ndarray], np.ndarray],
+    policy: Callable[[np.ndarray, list[int]], np.ndarray],
     game: str,
     *,
     episodes: int,
     epsilon: float,
     protocol: str = "nature",
     max_episode_frames: int | None = None,
+    noop_max: int | None = None,
     seed: int = 0,
     observation: dict | None = None,
     recorder_for: Callable | None = None,
+    games_at_once: int | None = None,
+    processes: int = 1,
 ) -> list[EpisodeResult]:
-    """Play `episodes` full games, epsilon-greedy on `q_values(obs_batch) -> (B, A)`; game i is
-    seeded with seed + i, so results are reproducible. `observation` (see
-    `observation_settings`) makes the stacks what the network saw in training.
+    """Play `episodes` full games, epsilon-greedy on `policy(obs_batch, game_numbers) -> (B, A)`;
+    game i is seeded with seed + i and explores from its own stream, so results are
+    reproducible and each game's the same however many are played at once. `observation` (see
+    `observation_settings`) makes the stacks what the network saw in training; `noop_max` and
+    `max_episode_frames` replace the protocol's where given.
+
+    `games_at_once` games (default: all) are played side by side, each on its own emulator,
+    with one forward pass per step for all of them; with `processes` > 1 their emulators step
+    in that many worker processes. A batched forward pass rounds a game's Q-values within
+    about 1e-8 of its forward pass alone, so a near-tie between two actions can, rarely, go
+    the other way.
 
     `recorder_for(i)` may return an object with add(rgb, stack, q, action), point_scored() and
-    close() (an EpisodeVideo): it then
-    sees the emulator's colour screen before each action and the final screen."""
+    close() (an EpisodeVideo): it then sees the emulator's colour screen before each action and
+    the final screen (recording plays in this process)."""
     settings: dict[str, Any] = {**PROTOCOLS[protocol], **(observation or {})}
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
-    env = make_env(game, **settings)
-    atari = cast(AtariEnv, env.unwrapped)
-    num_actions = int(cast(gym.spaces.Discrete, env.action_space).n)
-    rng = np.random.Generator(np.random.PCG64(seed))
-    results = []
-    try:
-        for i in range(episodes):
-            recorder = recorder_for(i) if recorder_for else None
-            obs, _ = env.reset(seed=seed + i)
-            score, done, truncated, steps = 0.0, False, False, 0
-            while not done:
-                q = q_values(obs[None])[0]
-                action = int(np.argmax(q))
-                if rng.random() < epsilon:
-                    action = int(rng.integers(num_actions))
-                if recorder is not None:
-                    recorder.add(atari.ale.getScreenRGB(), obs, q, action)
-                obs, reward, terminated, truncated, _ = env.step(action)
-                score += float(reward)
-                if recorder is not None and reward != 0:
-                    recorder.point_scored()
-                steps += 1
-                done = terminated or truncated
-            if recorder is not None:
-                recorder.add(atari.ale.getScreenRGB(), obs, q_values(obs[None])[0], None)
-                recorder.close()
-            frames = int(atari.ale.getEpisodeFrameNumber())
-            results.append(EpisodeResult(seed + i, score, frames, steps, bool(truncated)))
-    finally:
-        env.close()
+    if noop_max is not None:
+        settings["noop_max"] = noop_max
+    at_once = episodes if games_at_once is None else max(1, games_at_once)
+    results: list[EpisodeResult] = []
+    for start in range(0, episodes, at_once):
+        numbers = list(range(start, min(start + at_once, episodes)))
+        games = _Games(game, settings, len(numbers), 1 if recorder_for else processes)
+        try:
+            results += _play(policy, games, numbers, epsilon, seed, recorder_for)
+        finally:
+            games.close()
     return results
+
+
+def _play(policy, games: _Games, numbers: list[int], epsilon: float, seed: int, recorder_for) -> list[EpisodeResult]:
+    n = len(numbers)
+    # Each game explores from its own stream: its play does not depend on the games beside it.
+    rngs = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i]))) for i in numbers]
+    recorders = [recorder_for(i) if recorder_for else None for i in numbers]
+    obs = games.reset([seed + i for i in numbers])
+    score, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
+    frames, capped, done = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    while not done.all():
+        live = np.flatnonzero(~done)
+        q = policy(obs[live], [numbers[j] for j in live])
+        actions = np.zeros(n, dtype=np.int64)
+        for row, j in enumerate(live):
+            action = int(np.argmax(q[row]))
+            if rngs[j].random() < epsilon:
+                action = int(rngs[j].integers(games.num_actions))
+            actions[j] = action
+            recorder = recorders[j]
+            if recorder is not None:
+                recorder.add(games.screen(int(j)), obs[j], q[row], action)
+        obs, reward, ended, truncated, frame_numbers = games.step(actions, live)
+        for j in live:
+            score[j] += float(reward[j])
+            steps[j] += 1
+            recorder = recorders[j]
+            if recorder is not None and reward[j] != 0:
+                recorder.point_scored()
+            if ended[j] or truncated[j]:
+                done[j], capped[j], frames[j] = True, bool(truncated[j]), int(frame_numbers[j])
+                if recorder is not None:
+                    recorder.add(games.screen(int(j)), obs[j], policy(obs[j : j + 1], [numbers[j]])[0], None)
+                    recorder.close()
+    return [
+        EpisodeResult(seed + i, float(score[j]), int(frames[j]), int(steps[j]), bool(capped[j]))
+        for j, i in enumerate(numbers)
+    ]
+
+
+class _Games:
+    """n games of one kind, each on its own emulator: in this process (stepping only the games
+    still playing), or with `processes` > 1 in gymnasium's AsyncVectorEnv worker processes
+    (a game that ended is restarted there and its further steps ignored)."""
+
+    def __init__(self, game: str, settings: dict, n: int, processes: int):
+        make = partial(make_env, game, **settings)
+        self.parallel = processes > 1 and n > 1
+        if self.parallel:
+            self.vector = gym.vector.AsyncVectorEnv([make] * n, shared_memory=True)
+            self.num_actions = int(cast(gym.spaces.Discrete, self.vector.single_action_space).n)
+        else:
+            self.envs = [make() for _ in range(n)]
+            self.num_actions = int(cast(gym.spaces.Discrete, self.envs[0].action_space).n)
+        self.n = n
+
+    def reset(self, seeds: list[int]) -> np.ndarray:
+        if self.parallel:
+            return self.vector.reset(seed=cast(list, seeds))[0]
+        self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)])
+        return self.obs
+
+    def step(self, actions: np.ndarray, live: np.ndarray):
+        """(obs, reward, terminated, truncated, episode frame numbers) of every game; only the
+        entries of `live` games mean anything."""
+        if self.parallel:
+            obs, reward, terminated, truncated, info = self.vector.step(actions)
+            return obs, reward, terminated, truncated, info["episode_frame_number"]
+        reward, terminated, truncated = np.zeros(self.n), np.zeros(self.n, bool), np.zeros(self.n, bool)
+        frames = np.zeros(self.n, dtype=np.int64)
+        for j in live:
+            self.obs[j], reward[j], terminated[j], truncated[j], _ = self.envs[j].step(int(actions[j]))
+            frames[j] = cast(AtariEnv, self.envs[j].unwrapped).ale.getEpisodeFrameNumber()
+        return self.obs, reward, terminated, truncated, frames
+
+    def screen(self, j: int) -> np.ndarray:
+        return cast(AtariEnv, self.envs[j].unwrapped).ale.getScreenRGB()
+
+    def close(self) -> None:
+        if self.parallel:
+            self.vector.close()
+        else:
+            for env in self.envs:
+                env.close()
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -180,9 +298,13 @@ def find_checkpoint(target: str | Path) -> Path:
 
 
 def load_policy(checkpoint: Path, device: torch.device):
-    """(network, config dict, state dict) from a checkpoint or snapshot; nothing is unpickled."""
+    """(network, config dict, state dict, acting noise or None) from a checkpoint or snapshot;
+    nothing is unpickled. Weights of any version load: those saved before networks had a
+    member dimension get one."""
     from dqn_atari.checkpoint import CheckpointError, load_model, read_state, verify_files
-    from dqn_atari.networks import QNetwork, network_settings
+    from dqn_atari.config import upgraded
+    from dqn_atari.networks import QNetwork, network_settings, with_member_dimension
+    from dqn_atari.value_heads import value_head_from_config
 
     try:
         # the same checks as a resume: every recorded checksum, then a tensors-only load
@@ -193,12 +315,15 @@ def load_policy(checkpoint: Path, device: torch.device):
         raise EvaluationError(f"cannot evaluate: {err}") from None
     try:
         weights = model["agent"]["online"]
-        cfg = state["config"]
-        settings = network_settings(cfg)
-        # The output layer holds actions x atoms units; its name depends on the head.
-        output_bias = next(k for k in weights if k.startswith(("head.layers.2.bias", "head.advantage.2.bias")))
-        network = QNetwork(weights[output_bias].shape[0] // settings["atoms"], **settings)
-        network.load_state_dict(weights)
+        cfg = upgraded(state["config"])
+        head = value_head_from_config(cfg["agent"])
+        num_actions = state.get("num_actions")
+        if num_actions is None:  # older saves: from the output layer, actions x values per action
+            output_bias = next(k for k in weights if k.startswith(("head.layers.2.bias", "head.advantage.2.bias")))
+            num_actions = weights[output_bias].shape[-1] // head.outputs_per_action
+        network = QNetwork(num_actions, head.to(device), **network_settings(cfg))
+        network.load_state_dict(with_member_dimension(weights, network))
+        acting_noise = model["agent"].get("acting_noise")
     except (
         OSError,
         json.JSONDecodeError,
@@ -211,7 +336,7 @@ def load_policy(checkpoint: Path, device: torch.device):
     ) as err:
         reason = first_line(err)
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
-    return network.to(device).eval(), cfg, state
+    return network.to(device).eval(), cfg, state, acting_noise
 
 
 def evaluate_checkpoint(
@@ -231,8 +356,13 @@ def evaluate_checkpoint(
     keep_videos: str = "best-worst",
     device: str = "cpu",
     kind: str = "evaluate",
+    noise: str | None = None,
+    games_at_once: int | None = None,
+    processes: int = 1,
 ) -> dict:
     """Play, score and (optionally) film a checkpoint; writes report.json (and videos) to `out`.
+    `noise`: a noisy network's noise while playing (off, per_step, frozen; None: the run's
+    eval.noise). `games_at_once` and `processes` as `play_episodes`'s.
 
     `kind` is "evaluate" (a score) or "record" (a film, which `summarize` never takes for a
     score). By default each gets its own directory beside the checkpoints, named by what it
@@ -243,11 +373,12 @@ def evaluate_checkpoint(
 
     checkpoint = find_checkpoint(target)
     torch_device = torch.device(device)
-    if torch_device.type == "cpu":
-        # One game at a time means batch-1 forward passes, which a second thread barely speeds
-        # up (measured here); it leaves the other cores to the video encoder.
+    if torch_device.type == "cpu" and (video or games_at_once == 1):
+        # Batch-1 forward passes (one game at a time) a second thread barely speeds up
+        # (measured here); with video it leaves the other cores to the encoder.
         torch.set_num_threads(1)
-    network, cfg, state = load_policy(checkpoint, torch_device)
+    network, cfg, state, acting_noise = load_policy(checkpoint, torch_device)
+    noise = noise or cfg["eval"]["noise"]
     game = resolve_game(game or cfg["env"]["game"])
     probe = make_env(game, frame_stack=cfg["env"]["frame_stack"], frame_size=cfg["env"]["frame_size"])
     num_actions, action_names = int(cast(gym.spaces.Discrete, probe.action_space).n), action_meanings(probe)
@@ -267,10 +398,7 @@ def evaluate_checkpoint(
     except OSError as err:
         raise EvaluationError(f"output directory {out} is not writable: {err.strerror or err}") from None
 
-    @torch.no_grad()
-    def q_values(obs: np.ndarray) -> np.ndarray:
-        return network.q_values(torch.from_numpy(obs).to(torch_device)).cpu().numpy()
-
+    policy = GreedyPolicy(network, noise=noise, frozen_noise=acting_noise, seed=seed)
     recorders: dict[int, EpisodeVideo] = {}
 
     def recorder_for(i: int):
@@ -278,7 +406,7 @@ def evaluate_checkpoint(
         return recorders[i]
 
     results = play_episodes(
-        q_values,
+        policy,
         game,
         episodes=episodes,
         epsilon=epsilon,
@@ -287,11 +415,15 @@ def evaluate_checkpoint(
         seed=seed,
         observation=observation_settings(cfg["env"]),
         recorder_for=recorder_for if video else None,
+        games_at_once=games_at_once,
+        processes=processes,
     )
     summary = summarize_scores(results)
-    settings = dict(PROTOCOLS[protocol], epsilon=epsilon)
+    settings: dict[str, Any] = dict(PROTOCOLS[protocol], epsilon=epsilon)
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
+    if network.noisy:
+        settings["noise"] = noise
     ref = reference_scores().get(game)
     report = {
         "kind": kind,

@@ -288,7 +288,10 @@ def training_return(run: Run, games: int = TRAINING_RETURN_GAMES) -> Score:
         return Score(float("nan"), "no training games")
     frames = points[-1][0]
     a = run.config["agent"]
-    epsilon = linear_epsilon(frames, a["epsilon_start"], a["epsilon_end"], a["epsilon_decay_frames"])
+    begin = 0  # runs from before agent.epsilon_decay_start annealed from the first frame
+    if a.get("epsilon_decay_start") == "learning_starts":
+        begin = run.config["train"]["learning_starts_steps"] * run.config["env"]["frame_skip"]
+    epsilon = linear_epsilon(frames, a["epsilon_start"], a["epsilon_end"], a["epsilon_decay_frames"], begin)
     return Score(
         float(np.mean([v for _, v in points])),
         f"metrics.csv: last {len(points)} training games to {frames:,} frames, epsilon {epsilon:g}",

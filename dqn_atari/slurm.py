@@ -3,7 +3,7 @@
 A sweep directory holds
     job.sbatch       the rendered script (what was submitted)
     tasks/<i>.yaml   the fully resolved config of array task i (its run_dir is fixed)
-    sweep.json       array index -> game, seed, overrides, run directory; the job id
+    sweep.json       array index -> game, seeds, overrides, run directory; the job id
     logs/            SLURM's output, one file per task
     runs/            the run directories
 Every value that reaches the script is validated first (#SBATCH lines are not parsed by a
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from dqn_atari.checkpoint import Checkpointer
-from dqn_atari.config import load_config, save_config
+from dqn_atari.config import load_config, parse_seeds, save_config
 from dqn_atari.envs.games import resolve_game
 from dqn_atari.metrics import read_csv
 
@@ -167,23 +167,6 @@ def load_profile(name_or_path: str) -> dict:
     return out
 
 
-def parse_seeds(text: str) -> list[int]:
-    """'0-4', '0,2,7' or '3' -> seeds."""
-    seeds: list[int] = []
-    for part in text.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise SlurmError(f"--seeds {text!r} is not a seed list; use e.g. 0-4 or 0,1,5")
-        low = int(match.group(1))
-        high = int(match.group(2)) if match.group(2) is not None else low
-        if high < low:
-            raise SlurmError(f"--seeds {text!r}: the range {low}-{high} is empty")
-        seeds.extend(range(low, high + 1))
-    if len(set(seeds)) != len(seeds):
-        raise SlurmError(f"--seeds {text!r} repeats a seed")
-    return seeds
-
-
 def render_script(sweep_dir: Path, job_name: str, num_tasks: int, res: Resources, python: str = sys.executable) -> str:
     array = f"0-{num_tasks - 1}" + (f"%{res.max_parallel}" if res.max_parallel else "")
     optional = {
@@ -220,24 +203,45 @@ def render_script(sweep_dir: Path, job_name: str, num_tasks: int, res: Resources
     return script.replace("@@SETUP@@", values["SETUP"])
 
 
-def plan_sweep(config: str, games: list[str] | None, seeds: list[int], overrides: list[str], sweep_dir: Path):
-    """One resolved config per (game, seed), each with its own fixed run directory; validated."""
+def plan_sweep(
+    config: str,
+    games: list[str] | None,
+    seeds: list[int],
+    overrides: list[str],
+    sweep_dir: Path,
+    seeds_per_task: int = 1,
+):
+    """One task per game and group of `seeds_per_task` seeds, each with a resolved config and
+    a fixed run directory: one seed's run, or a population's directory (group.json listing
+    its seeds, each seed's run directory inside it); validated."""
     base = load_config(config, overrides)
+    if any(o.split("=", 1)[0].strip() == "env.game" for o in overrides) and games:
+        raise SlurmError("--games and an env.game= override both name the game; give one of them")
     games = [resolve_game(g) for g in (games or [base.env.game])]
     repeated = sorted({g for g in games if games.count(g) > 1})
     if repeated:
         raise SlurmError(f"--games names {', '.join(repeated)} twice: two tasks would share one run directory")
+    if seeds_per_task < 1:
+        raise SlurmError(f"--seeds-per-task must be at least 1, got {seeds_per_task}")
     tasks: list[dict] = []
     for game in games:
-        for seed in seeds:
-            run_dir = sweep_dir / "runs" / f"{game}-s{seed}"
-            cfg = load_config(config, [*overrides, f"env.game={game}", f"seed={seed}", f"run_dir={run_dir}"])
+        for start in range(0, len(seeds), seeds_per_task):
+            group = seeds[start : start + seeds_per_task]
+            if len(group) == 1:
+                run_dir = sweep_dir / "runs" / f"{game}-s{group[0]}"
+                members = [{"seed": group[0], "run_dir": str(run_dir)}]
+            else:
+                run_dir = sweep_dir / "runs" / f"{game}-s{'+'.join(map(str, group))}"
+                members = [{"seed": seed, "run_dir": str(run_dir / f"s{seed}")} for seed in group]
+            cfg = load_config(config, [*overrides, f"env.game={game}", f"seed={group[0]}", f"run_dir={run_dir}"])
             cfg.config_name = base.config_name
             tasks.append(
                 {
                     "index": len(tasks),
                     "game": game,
-                    "seed": seed,
+                    "seed": group[0],
+                    "seeds": group,
+                    "members": members,
                     "overrides": overrides,
                     "run_dir": str(run_dir),
                     "config": cfg,
@@ -255,6 +259,7 @@ def submit(
     resources: Resources,
     sweep_dir: str | None = None,
     dry_run: bool = False,
+    seeds_per_task: int = 1,
 ) -> dict:
     resources.validate()
     seeds = parse_seeds(seeds_text)
@@ -264,7 +269,7 @@ def submit(
         raise SlurmError(f"sweep directory {str(sweep)!r} may hold only letters, digits and _ . + - /")
     if sweep.exists() and any(sweep.iterdir()):
         raise SlurmError(f"sweep directory {sweep} already exists and is not empty; choose another with --sweep-dir")
-    tasks = plan_sweep(config, games, seeds, overrides, sweep)
+    tasks = plan_sweep(config, games, seeds, overrides, sweep, seeds_per_task)
     job_name = resources.job_name or sweep.name  # readable in squeue, one per sweep
     script = render_script(sweep, job_name, len(tasks), resources)
     if dry_run:
@@ -278,6 +283,11 @@ def submit(
     try:
         for task in tasks:
             save_config(task["config"], sweep / "tasks" / f"{task['index']}.yaml")
+            if len(task["seeds"]) > 1:  # a population: its directory lists its seeds for `train`
+                group = Path(task["run_dir"])
+                group.mkdir(parents=True)
+                listed = [{"seed": m["seed"], "run_dir": Path(m["run_dir"]).name} for m in task["members"]]
+                (group / "group.json").write_text(json.dumps({"members": listed}, indent=2) + "\n")
         (sweep / "job.sbatch").write_text(script)
         result = subprocess.run(["sbatch", "--parsable", str(sweep / "job.sbatch")], capture_output=True, text=True)
         if result.returncode != 0:
@@ -477,24 +487,27 @@ def status(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
     for task in tasks:
         i = task["index"]
         cfg = load_config(sweep / "tasks" / f"{i}.yaml")
-        progress = run_progress(Path(task["run_dir"]))
         slurm = live.get(i, {})
         state = slurm.get("state") or ended.get(i) or ended.get(WHOLE_ARRAY) or "UNKNOWN"
         reason = slurm.get("reason", "") if state == "PENDING" else ""
-        rows.append(
-            {
-                "index": i,
-                "job": f"{job_id}_{i}",
-                "game": task["game"],
-                "seed": task["seed"],
-                "state": state,
-                "reason": "" if reason in ("None", "(null)") else reason,
-                "frames": progress["frames"],
-                "budget": cfg.train.total_frames,
-                "return10": progress["return10"],
-                "restarts": max(slurm.get("restarts", 0), progress["restarts"]),
-            }
-        )
+        # A task holding a population: one row per seed, each from its own run directory.
+        members = task.get("members") or [{"seed": task["seed"], "run_dir": task["run_dir"]}]
+        for member in members:
+            progress = run_progress(Path(member["run_dir"]))
+            rows.append(
+                {
+                    "index": i,
+                    "job": f"{job_id}_{i}",
+                    "game": task["game"],
+                    "seed": member["seed"],
+                    "state": state,
+                    "reason": "" if reason in ("None", "(null)") else reason,
+                    "frames": progress["frames"],
+                    "budget": cfg.train.total_frames,
+                    "return10": progress["return10"],
+                    "restarts": max(slurm.get("restarts", 0), progress["restarts"]),
+                }
+            )
     return rows, sources
 
 

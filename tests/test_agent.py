@@ -1,43 +1,46 @@
-"""The DQN update against hand-computed numbers."""
+"""The agent: the TD update against hand-computed numbers, target syncs, exploration, the
+optimisers, and members that never couple (clipping, noise, optimiser state, streams)."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import CUDA
 
-from dqn_atari.agent import DQNAgent, linear_epsilon
+from dqn_atari.agent import Agent, Batch, clip_grad_norm_per_member, linear_epsilon, per_sample_loss
 from dqn_atari.networks import QNetwork
+from dqn_atari.value_heads import Categorical, ImplicitQuantile, QuantileRegression
 
 
 def constant_q(net: QNetwork, values) -> None:
-    """Make a network output `values` for every input: zero last-layer weights, bias = values."""
+    """Make every member output `values` for every input: zero last-layer weights, bias = values."""
     with torch.no_grad():
         last = net.head.layers[-1]
         last.weight.zero_()
-        last.bias.copy_(torch.tensor(values, dtype=torch.float32))
+        last.bias.copy_(torch.tensor(values, dtype=torch.float32).expand_as(last.bias))
 
 
-def make_agent(**kw) -> DQNAgent:
-    torch.manual_seed(0)
-    return DQNAgent(3, optimizer="adam", lr=1e-4, eps=1e-8, **kw)
+def make_agent(seeds=(0,), head=None, **kw) -> Agent:
+    kw = {"optimizer": "adam", "lr": 1e-4, "eps": 1e-8, **kw}
+    return Agent.for_seeds(3, list(seeds), head, **kw)
 
 
-def batch(n=2):
-    obs = torch.zeros(n, 4, 84, 84, dtype=torch.uint8)
-    return obs, obs.clone()
+def random_batch(members: int, size: int, actions: int, generator: torch.Generator, weights: bool = False) -> Batch:
+    obs, next_obs = (
+        torch.randint(0, 256, (members, size, 4, 84, 84), dtype=torch.uint8, generator=generator) for _ in "ab"
+    )
+    return Batch(
+        obs,
+        torch.randint(0, actions, (members, size), generator=generator),
+        torch.randint(-1, 2, (members, size), generator=generator).float(),
+        0.99 * (torch.rand(members, size, generator=generator) > 0.1).float(),
+        next_obs,
+        torch.rand(members, size, generator=generator) if weights else None,
+    )
 
 
-def test_network_takes_uint8_and_outputs_one_value_per_action():
-    net = QNetwork(6)
-    q = net(torch.randint(0, 256, (5, 4, 84, 84), dtype=torch.uint8))
-    assert q.shape == (5, 6) and q.dtype == torch.float32
-    convs = [m for m in net.features if isinstance(m, torch.nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
-        (32, (8, 8), (4, 4)),
-        (64, (4, 4), (2, 2)),
-        (64, (3, 3), (1, 1)),
-    ]
-    assert net.head.layers[0].out_features == 512
+def zeros_batch(n=2, actions=(0, 0), rewards=(1.0, -1.0), discounts=(0.99, 0.0)) -> Batch:
+    obs = torch.zeros(1, n, 4, 84, 84, dtype=torch.uint8)
+    return Batch(obs, torch.tensor([actions]), torch.tensor([rewards]), torch.tensor([discounts]), obs.clone())
 
 
 @pytest.mark.parametrize("double_dqn,expected_next", [(False, 3.0), (True, 1.0)])
@@ -45,38 +48,35 @@ def test_td_target_single_and_double_terminal_and_not(double_dqn, expected_next)
     agent = make_agent(double_dqn=double_dqn)
     constant_q(agent.target, [1.0, 2.0, 3.0])
     constant_q(agent.online, [5.0, 0.0, 0.0])  # online prefers action 0: Double DQN reads target Q[0] = 1
-    _, next_obs = batch()
-    rewards = torch.tensor([1.0, -1.0])
-    discounts = torch.tensor([0.99, 0.0])  # second transition is terminal
-    y = agent.td_target(rewards, discounts, next_obs)
-    assert y.tolist() == pytest.approx([1.0 + 0.99 * expected_next, -1.0])
+    terms = per_sample_loss(
+        agent.online, agent.target, agent.head, zeros_batch(), agent.draw_update_noise(2), double_dqn
+    )
+    # Q(s, 0) = 5; targets 1 + 0.99 * next and -1 (terminal): |TD| is the priority
+    expected_targets = [1.0 + 0.99 * expected_next, -1.0]
+    assert terms.priorities[0].tolist() == pytest.approx([5.0 - t for t in expected_targets], rel=1e-6)
+    assert terms.q_taken[0].tolist() == [5.0, 5.0]
 
 
 @pytest.mark.parametrize("loss,expected", [("huber", 1.03 - 0.5), ("mse", 1.03**2)])
-def test_loss_huber_vs_mse(loss, expected):
+def test_update_loss_huber_vs_mse(loss, expected):
     agent = make_agent(loss=loss)
     constant_q(agent.target, [1.0, 2.0, 3.0])
     constant_q(agent.online, [5.0, 0.0, 0.0])
-    obs, next_obs = batch(1)
-    stats = agent.update(obs, torch.tensor([0]), torch.tensor([1.0]), torch.tensor([0.99]), next_obs)
+    stats = agent.update(zeros_batch(1, (0,), (1.0,), (0.99,)))
     # target = 1 + 0.99 * 3 = 3.97, Q(s, 0) = 5: error 1.03
-    assert stats["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert stats["loss"].shape == (1,) and stats["loss"].item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_hard_target_sync_every_period_updates():
     agent = make_agent(target_update_period_updates=3)
-    obs, next_obs = batch(4)
-    args = (obs, torch.zeros(4, dtype=torch.int64), torch.ones(4), torch.full((4,), 0.9), next_obs)
+    batch = random_batch(1, 4, 3, torch.Generator().manual_seed(0))
     initial = [p.clone() for p in agent.target.parameters()]
     for update in range(1, 7):
-        agent.update(*args)
+        agent.update(batch)
         pairs = zip(agent.target.parameters(), agent.online.parameters(), strict=True)
         same_as_online = all(torch.equal(t, o) for t, o in pairs)
         same_as_initial = all(torch.equal(t, i) for t, i in zip(agent.target.parameters(), initial, strict=True))
-        if update % 3 == 0:
-            assert same_as_online
-        else:
-            assert not same_as_online
+        assert same_as_online == (update % 3 == 0)
         if update < 3:
             assert same_as_initial
 
@@ -84,27 +84,31 @@ def test_hard_target_sync_every_period_updates():
 def test_soft_target_update_moves_by_tau():
     agent = make_agent(tau=0.25)
     before = [p.clone() for p in agent.target.parameters()]
-    obs, next_obs = batch(2)
-    agent.update(obs, torch.zeros(2, dtype=torch.int64), torch.ones(2), torch.full((2,), 0.9), next_obs)
+    agent.update(random_batch(1, 2, 3, torch.Generator().manual_seed(0)))
     for b, t, o in zip(before, agent.target.parameters(), agent.online.parameters(), strict=True):
         torch.testing.assert_close(t, b + 0.25 * (o - b))
 
 
-def test_epsilon_schedule_values():
+def test_epsilon_schedule_values_from_zero_and_from_learning_start():
     assert linear_epsilon(0, 1.0, 0.1, 1_000_000) == 1.0
     assert linear_epsilon(500_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.55)
     assert linear_epsilon(1_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
     assert linear_epsilon(7_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
+    # held at the start value until learning starts (200,000 frames), then annealed
+    assert linear_epsilon(150_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == 1.0
+    assert linear_epsilon(700_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == pytest.approx(0.55)
+    assert linear_epsilon(1_200_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == pytest.approx(0.1)
 
 
-def test_epsilon_greedy_explores_at_the_given_rate_and_is_greedy_otherwise():
-    agent = make_agent()
+def test_epsilon_greedy_explores_at_each_members_rate_and_is_greedy_otherwise():
+    agent = make_agent(seeds=(0, 1))
     constant_q(agent.online, [0.0, 9.0, 0.0])
-    obs = np.zeros((4000, 4, 84, 84), np.uint8)
-    assert (agent.act(obs[:64], 0.0) == 1).all()
-    actions = agent.act(obs, 0.3)
+    obs = np.zeros((2, 2000, 4, 84, 84), np.uint8)
+    assert (agent.act(obs[:, :64], [0.0, 0.0]) == 1).all()
+    actions = agent.act(obs, [0.3, 0.0])
     # Explored actions are uniform over 3, so a fraction 0.3 * 2/3 = 0.2 are not the greedy one.
-    assert abs((actions != 1).mean() - 0.2) < 0.03
+    assert abs((actions[0] != 1).mean() - 0.2) < 0.03
+    assert (actions[1] == 1).all()
 
 
 def test_deepmind_rmsprop_two_steps_by_hand():
@@ -139,109 +143,106 @@ def test_deepmind_rmsprop_two_steps_by_hand():
     assert torch_version != pytest.approx(expected, rel=1e-3)
 
 
-def test_dueling_head_is_value_plus_centred_advantage():
-    torch.manual_seed(0)
-    net = QNetwork(5, dueling=True)
-    with torch.no_grad():
-        net.head.value[-1].weight.zero_()
-        net.head.value[-1].bias.fill_(2.0)
-        net.head.advantage[-1].weight.zero_()
-        net.head.advantage[-1].bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]))
-    q = net(torch.zeros(3, 4, 84, 84, dtype=torch.uint8))
-    # V = 2, A = 1..5 with mean 3: Q = 2 + A - 3
-    assert q.tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0]] * 3
-    # With learned weights the mean advantage over actions is V: Q's mean is V's output.
-    torch.manual_seed(1)
-    net = QNetwork(5, dueling=True)
-    obs = torch.randint(0, 256, (2, 4, 84, 84), dtype=torch.uint8)
-    features = net.features(obs.float() / 255)
-    torch.testing.assert_close(net(obs).mean(dim=1), net.head.value(features).squeeze(1))
+def test_gradient_norm_clipping_is_per_member():
+    """Member 0's gradient norm is 5, member 1's 0.5: with max norm 1 member 0 is scaled to
+    norm 1 and member 1 is left alone. Clipping the stacked tensors at once (torch's
+    clip_grad_norm_) would scale both by their joint norm."""
+    a = torch.zeros(2, 3, requires_grad=True)
+    b = torch.zeros(2, 4, requires_grad=True)
+    a.grad = torch.tensor([[3.0, 0.0, 0.0], [0.3, 0.0, 0.0]])
+    b.grad = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
+    clip_grad_norm_per_member([a, b], 1.0)
+    member_norms = torch.cat([a.grad, b.grad], dim=1).norm(dim=1)
+    torch.testing.assert_close(member_norms, torch.tensor([1.0, 0.5]), rtol=1e-5, atol=1e-6)
 
 
-def test_noisy_layer_shapes_initialisation_noise_statistics_and_seeding():
-    from dqn_atari.networks import NoisyLinear
-
-    torch.manual_seed(0)
-    layer = NoisyLinear(4000, 3, sigma0=0.5)
-    assert layer.weight_mu.shape == layer.weight_sigma.shape == (3, 4000)
-    assert layer.noise_in.shape == (4000,) and layer.noise_out.shape == (3,)
-    bound = 1 / 4000**0.5
-    assert layer.weight_mu.abs().max() <= bound and torch.allclose(layer.weight_sigma, torch.tensor(0.5 * bound))
-    # f(x) = sign(x) sqrt(|x|) of a standard normal: mean 0, mean square E|x| = sqrt(2/pi)
-    draws = []
-    for _ in range(50):
-        layer.reset_noise()
-        draws.append(layer.noise_in.clone())
-    draws = torch.stack(draws)
-    assert abs(draws.mean().item()) < 0.01
-    assert abs(draws.pow(2).mean().item() - (2 / np.pi) ** 0.5) < 0.01
-    # The output moves with the noise, and the same torch seed gives the same noise.
-    x = torch.randn(2, 4000)
-    before = layer(x)
-    layer.reset_noise()
-    assert not torch.allclose(before, layer(x))
-    torch.manual_seed(7)
-    layer.reset_noise()
-    first = layer(x)
-    torch.manual_seed(7)
-    layer.reset_noise()
-    torch.testing.assert_close(layer(x), first)
-    # The layer is y = (mu_w + sigma_w * eps_out eps_in^T) x + mu_b + sigma_b * eps_out, however
-    # it is computed.
-    with torch.no_grad():
-        layer.weight_sigma.uniform_(0, 0.1)  # each weight its own sigma
-    noisy_weight = layer.weight_mu + layer.weight_sigma * torch.outer(layer.noise_out, layer.noise_in)
-    explicit = torch.nn.functional.linear(x, noisy_weight, layer.bias_mu + layer.bias_sigma * layer.noise_out)
-    torch.testing.assert_close(layer(x), explicit)
-    with torch.no_grad():
-        layer.weight_sigma.zero_()
-        layer.bias_sigma.zero_()
-    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight_mu, layer.bias_mu))
+def test_a_members_update_is_its_update_alone():
+    """Member k of a population of 3 updated on batch k ends where the same seed alone ends on
+    the same batch: weights, target and optimiser state, through gradient-norm clipping (at
+    0.1, where these members' norms are 0.03 to 0.3: it binds for some members at some updates
+    and not for others), noisy layers (each member's own noise generator), C51 and Double DQN,
+    and two target syncs. Per-sample priorities and losses too."""
+    settings = {
+        "network": {"dueling": True, "noisy": True},
+        "double_dqn": True,
+        "max_grad_norm": 0.1,
+        "target_update_period_updates": 2,
+    }
+    head = Categorical(51, -10.0, 10.0)
+    population = make_agent((4, 5, 6), head, **settings)
+    alone = [make_agent((s,), Categorical(51, -10.0, 10.0), **settings) for s in (4, 5, 6)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        batch = random_batch(3, 8, 3, generator, weights=True)
+        together = population.update(batch)
+        for k, agent in enumerate(alone):
+            own = agent.update(Batch(*(None if t is None else t[k : k + 1] for t in batch)))
+            torch.testing.assert_close(together["loss"][k : k + 1], own["loss"], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(together["priorities"][k : k + 1], own["priorities"], rtol=1e-4, atol=1e-5)
+    for k, agent in enumerate(alone):
+        member = population.member_state_dict(k)
+        for net in ("online", "target"):
+            for name, value in agent.member_state_dict(0)[net].items():
+                torch.testing.assert_close(member[net][name], value, rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
+        torch.testing.assert_close(member["acting_noise"], agent.member_state_dict(0)["acting_noise"])
 
 
-def test_categorical_projection_by_hand():
-    """Support -2..2 (5 atoms, spacing 1). Rows: a terminal with reward 0.5; reward 1 and
-    gamma^k 0.5 on a uniform distribution; targets beyond either end of the support."""
-    from dqn_atari.agent import categorical_projection
-
-    support = torch.linspace(-2, 2, 5)
-    uniform = torch.full((4, 5), 0.2)
-    projected = categorical_projection(
-        uniform, torch.tensor([0.5, 1.0, 5.0, -5.0]), torch.tensor([0.0, 0.5, 1.0, 0.9]), support
-    )
-    expected = torch.tensor(
-        [
-            [0.0, 0.0, 0.5, 0.5, 0.0],  # all mass at 0.5: half to atom 0, half to atom 1
-            [0.0, 0.0, 0.3, 0.4, 0.3],  # 1 + 0.5 z = 0, 0.5, 1, 1.5, 2
-            [0.0, 0.0, 0.0, 0.0, 1.0],  # clipped at v_max
-            [1.0, 0.0, 0.0, 0.0, 0.0],  # clipped at v_min
-        ]
-    )
-    torch.testing.assert_close(projected, expected)
-    torch.testing.assert_close(projected.sum(dim=1), torch.ones(4))
+def test_member_states_round_trip_into_a_population_and_out_again():
+    population = make_agent((0, 1), max_grad_norm=10.0)
+    population.update(random_batch(2, 4, 3, torch.Generator().manual_seed(0)))
+    states = [population.member_state_dict(k) for k in (1, 0)]  # swapped
+    other = make_agent((7, 8), max_grad_norm=10.0)
+    other.load_member_state_dicts(states)
+    for k, source in ((0, 1), (1, 0)):
+        mine, theirs = other.member_state_dict(k), population.member_state_dict(source)
+        for name, value in theirs["online"].items():
+            assert torch.equal(mine["online"][name], value)
+        for index, per_param in theirs["optimizer"]["state"].items():
+            for key, value in per_param.items():
+                assert torch.equal(torch.as_tensor(mine["optimizer"]["state"][index][key]), torch.as_tensor(value))
+        assert torch.equal(mine["noise_generator"], theirs["noise_generator"])
 
 
-@pytest.mark.parametrize("double_dqn", [False, True])
-def test_rainbow_network_composes_and_updates(double_dqn):
-    """C51 with dueling and noisy heads (and Double DQN): Q-values are the distributions'
-    expected values, and an update gives a finite loss and one priority per sample."""
-    torch.manual_seed(0)
-    agent = DQNAgent(
-        4,
-        network={"dueling": True, "noisy": True, "atoms": 51},
-        double_dqn=double_dqn,
-        optimizer="adam",
-        lr=6.25e-5,
-        eps=1.5e-4,
-    )
-    obs = torch.randint(0, 256, (8, 4, 84, 84), dtype=torch.uint8)
-    log_probs = agent.online(obs)
-    assert log_probs.shape == (8, 4, 51)
-    torch.testing.assert_close(log_probs.exp().sum(dim=2), torch.ones(8, 4))
-    torch.testing.assert_close(agent.online.q_values(obs), (log_probs.exp() * torch.linspace(-10, 10, 51)).sum(dim=2))
-    weights = torch.rand(8)
-    stats = agent.update(obs, torch.randint(0, 4, (8,)), torch.ones(8), torch.full((8,), 0.97), obs, weights)
-    assert torch.isfinite(stats["loss"]) and stats["priorities"].shape == (8,) and (stats["priorities"] > 0).all()
+def test_dropping_a_member_leaves_the_others_unchanged():
+    population = make_agent((0, 1, 2), network={"noisy": True})
+    generator = torch.Generator().manual_seed(0)
+    population.update(random_batch(3, 4, 3, generator))
+    before = [population.member_state_dict(k) for k in (0, 2)]
+    population.keep_members([0, 2])
+    assert population.members == 2 and population.online.members == 2
+    for k in range(2):
+        after = population.member_state_dict(k)
+        for name, value in before[k]["online"].items():
+            assert torch.equal(after["online"][name], value)
+    population.update(random_batch(2, 4, 3, generator))  # and it still learns
+
+
+def test_noise_is_drawn_at_every_acting_step_or_held_between_updates():
+    obs = np.zeros((1, 2, 4, 84, 84), np.uint8)
+    per_step = make_agent(network={"noisy": True}, noise_per="step")
+    per_step.act(obs, [0.0])
+    first = per_step.acting_noise.clone()
+    per_step.act(obs, [0.0])
+    assert not torch.equal(first, per_step.acting_noise)
+    per_update = make_agent(network={"noisy": True}, noise_per="update")
+    held = per_update.acting_noise.clone()
+    per_update.act(obs, [0.0])
+    assert torch.equal(held, per_update.acting_noise)
+    per_update.update(random_batch(1, 4, 3, torch.Generator().manual_seed(0)))
+    assert not torch.equal(held, per_update.acting_noise)
+
+
+@pytest.mark.parametrize(
+    "head", [Categorical(51, -10.0, 10.0), QuantileRegression(200), ImplicitQuantile(8, 8, 4)], ids=["c51", "qr", "iqn"]
+)
+def test_every_head_composes_with_dueling_noisy_and_double_and_updates(head):
+    agent = make_agent((0,), head, network={"dueling": True, "noisy": True}, double_dqn=True, lr=6.25e-5, eps=1.5e-4)
+    batch = random_batch(1, 8, 3, torch.Generator().manual_seed(0), weights=True)
+    stats = agent.update(batch)
+    assert torch.isfinite(stats["loss"]).all() and stats["priorities"].shape == (1, 8)
+    assert (stats["priorities"] > 0).all()
+    actions = agent.act(np.zeros((1, 5, 4, 84, 84), np.uint8), [0.0])
+    assert actions.shape == (1, 5) and ((actions >= 0) & (actions < 3)).all()
 
 
 @pytest.mark.parametrize("device", [CUDA])
@@ -249,7 +250,7 @@ def test_rainbow_network_composes_and_updates(double_dqn):
     "settings",
     [
         {"optimizer": "deepmind_rmsprop", "loss": "huber"},  # Nature DQN
-        {"optimizer": "adam", "network": {"dueling": True, "atoms": 51}, "double_dqn": True, "max_grad_norm": 10.0},
+        {"optimizer": "adam", "network": {"dueling": True}, "double_dqn": True, "max_grad_norm": 10.0, "c51": True},
     ],
     ids=["nature", "dueling-c51-double"],
 )
@@ -257,30 +258,28 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
     """The same weights and batches on the GPU and on the CPU: the same losses, Q-values and
     priorities, update after update (TF32 off, so both compute in full fp32). Noisy layers are
     left out: the two devices draw their noise from different generators."""
+    settings = dict(settings)
+    head = (lambda: Categorical(51, -10.0, 10.0)) if settings.pop("c51", False) else (lambda: None)
     torch.backends.cudnn.allow_tf32, tf32 = False, torch.backends.cudnn.allow_tf32
     try:
-        torch.manual_seed(0)
-        cpu = DQNAgent(6, lr=1e-4, target_update_period_updates=2, **settings)
-        gpu = DQNAgent(6, lr=1e-4, target_update_period_updates=2, device=device, **settings)
-        gpu.load_state_dict(cpu.state_dict())
-        rng = torch.Generator().manual_seed(1)
+        cpu = Agent.for_seeds(6, [0], head(), lr=1e-4, target_update_period_updates=2, **settings)
+        gpu = Agent.for_seeds(6, [0], head(), lr=1e-4, target_update_period_updates=2, device=device, **settings)
+        gpu.load_member_state_dicts([cpu.member_state_dict(0)])
+        generator = torch.Generator().manual_seed(1)
         for _ in range(4):  # crosses two target syncs
-            obs, next_obs = (torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=rng) for _ in "ab")
-            actions = torch.randint(0, 6, (32,), generator=rng)
-            rewards = torch.randint(-1, 2, (32,), generator=rng).float()
-            discounts = 0.99 * (torch.rand(32, generator=rng) > 0.1).float()
-            weights = torch.rand(32, generator=rng)
-            batch = (obs, actions, rewards, discounts, next_obs, weights)
-            on_cpu = cpu.update(*batch)
-            on_gpu = gpu.update(*(x.to(device) for x in batch))
+            batch = random_batch(1, 32, 6, generator, weights=True)
+            on_cpu = cpu.update(batch)
+            on_gpu = gpu.update(Batch(*(t.to(device) for t in batch)))
             for key in ("loss", "q_mean", "priorities"):
                 torch.testing.assert_close(on_gpu[key].cpu(), on_cpu[key], rtol=1e-4, atol=1e-5, msg=key)
-        torch.testing.assert_close(gpu.q_values(obs.numpy()).cpu(), cpu.q_values(obs.numpy()), rtol=1e-4, atol=1e-5)
+        obs = batch.obs.numpy()
+        torch.testing.assert_close(gpu.q_values(obs).cpu(), cpu.q_values(obs), rtol=1e-4, atol=1e-5)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
 
 
 @pytest.mark.parametrize("device", [CUDA])
+@pytest.mark.parametrize("members", [1, 3])
 @pytest.mark.parametrize(
     "settings",
     [
@@ -289,48 +288,53 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
             "optimizer": "adam",
             "lr": 6.25e-5,
             "eps": 1.5e-4,
-            "network": {"dueling": True, "noisy": True, "atoms": 51},
+            "network": {"dueling": True, "noisy": True},
             "double_dqn": True,
             "max_grad_norm": 10.0,
+            "c51": True,
         },
     ],
     ids=["nature", "rainbow"],
 )
-def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(device, settings):
-    """10 updates on fresh batches, through the warm-up, the capture and two target syncs, each
-    with the same noise: the same losses, priorities and weights as the eager agent. With
-    deterministic algorithms, as a run with train.deterministic: otherwise cuDNN's weight
-    gradients and cuBLAS on the warm-up's side stream differ from run to run by themselves."""
+def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(device, members, settings):
+    """10 updates on fresh batches, through the warm-up, the capture and two target syncs, the
+    same seeds (so the same noise, drawn outside the graph): the same losses, priorities and
+    weights as the eager agent, for one member and for a population. With deterministic
+    algorithms, as a run with train.deterministic: otherwise cuDNN's weight gradients and
+    cuBLAS on the warm-up's side stream differ from run to run by themselves."""
+    settings = dict(settings)
+    c51 = settings.pop("c51", False)
     deterministic = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
     torch.use_deterministic_algorithms(True)
     torch.backends.cudnn.benchmark = False
     try:
-        torch.manual_seed(0)
-        eager = DQNAgent(6, target_update_period_updates=4, device=device, **settings)
-        graph = DQNAgent(6, target_update_period_updates=4, device=device, cuda_graph=True, **settings)
-        graph.online.load_state_dict(eager.online.state_dict())
-        graph.target.load_state_dict(eager.target.state_dict())
+        seeds = list(range(members))
+        agents = {
+            name: Agent.for_seeds(
+                6,
+                seeds,
+                Categorical(51, -10.0, 10.0) if c51 else None,
+                target_update_period_updates=4,
+                device=device,
+                cuda_graph=name == "graph",
+                **settings,
+            )
+            for name in ("eager", "graph")
+        }
         differences = []
 
         def same(actual, expected, msg):  # bit for bit
             differences.append((actual - expected).abs().max().item())
             torch.testing.assert_close(actual, expected, rtol=0.0, atol=0.0, msg=msg)
 
-        rng = torch.Generator().manual_seed(1)
+        generator = torch.Generator().manual_seed(1)
         for update in range(10):
-            obs, next_obs = (torch.randint(0, 256, (32, 4, 84, 84), dtype=torch.uint8, generator=rng) for _ in "ab")
-            actions = torch.randint(0, 6, (32,), generator=rng)
-            rewards = torch.randint(-1, 2, (32,), generator=rng).float()
-            discounts = 0.99 * (torch.rand(32, generator=rng) > 0.1).float()
-            weights = torch.rand(32, generator=rng)
-            batch = [x.to(device) for x in (obs, actions, rewards, discounts, next_obs, weights)]
-            stats = {}
-            for name, agent in (("eager", eager), ("graph", graph)):
-                torch.cuda.manual_seed(update)  # the same noise draws for both
-                stats[name] = agent.update(*batch)
+            batch = Batch(*(t.to(device) for t in random_batch(members, 32, 6, generator, weights=True)))
+            stats = {name: agent.update(batch) for name, agent in agents.items()}
             for key in ("loss", "q_mean", "priorities"):
                 same(stats["graph"][key], stats["eager"][key], msg=f"update {update}: {key}")
-        assert graph._graph is not None, "the updates after the warm-up must replay the captured graph"
+        assert agents["graph"]._graph is not None, "the updates after the warm-up must replay the captured graph"
+        eager, graph = agents["eager"], agents["graph"]
         for (key, a), b in zip(eager.online.state_dict().items(), graph.online.state_dict().values(), strict=True):
             same(b, a, msg=key)
         for a, b in zip(eager.target.parameters(), graph.target.parameters(), strict=True):
@@ -343,7 +347,6 @@ def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(
 
 def test_on_a_cpu_cuda_graph_is_ignored():
     """A config written for a GPU cluster runs unchanged on a laptop: the eager update."""
-    agent = DQNAgent(4, cuda_graph=True)
-    obs, next_obs = batch(8)
-    agent.update(obs, torch.zeros(8, dtype=torch.long), torch.ones(8), torch.full((8,), 0.99), next_obs)
+    agent = make_agent(cuda_graph=True)
+    agent.update(zeros_batch())
     assert not agent.cuda_graph and agent._graph is None

@@ -84,7 +84,7 @@ RAINBOW = [
     "replay.n_step=3",
     "replay.prioritized=true",
     "agent.double_dqn=true",
-    "agent.distributional=true",
+    "agent.value_head=c51",
     "agent.epsilon_start=0",
     "agent.epsilon_end=0",
     "optimizer.lr=6.25e-5",
@@ -227,3 +227,114 @@ def test_tensorboard_and_csv_hold_the_same_points_after_a_resume_at_a_logging_fr
         tb_frames = [e.step for e in events.Scalars(tag)]
         assert 1200 in tb_frames
         assert tb_frames == [f for f, _ in csv_points[tag]], tag
+
+
+# ---------------------------------------------------------------------------- populations
+def group_checkpoints(group: Path) -> dict[str, list[str]]:
+    return {member.name: [p.name for p in checkpoints(member)] for member in sorted(group.glob("s*"))}
+
+
+@pytest.mark.e2e
+def test_a_killed_and_resumed_population_is_bit_identical_to_an_uninterrupted_one(tmp_path):
+    """Seeds 0 and 1 in one process, killed with SIGKILL after a few checkpoints and resumed as a
+    group: each seed ends as the uninterrupted population's does, its logs continuing."""
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert train(straight, "--seeds", "0-1").returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={killed}", "--seeds", "0-1"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 900
+    while len(checkpoints(killed / "s1")) < 2 or int(checkpoints(killed / "s1")[-1].name.split("-")[1]) < 2000:
+        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = resume(killed)
+    assert result.returncode == 0, result.stderr
+    assert "seed 0: resumed from" in result.stdout and "seed 1: resumed from" in result.stdout
+    for seed in ("s0", "s1"):
+        assert_same_final_state(straight / seed, killed / seed)
+        assert metric_points(killed / seed, "train/epsilon") == metric_points(straight / seed, "train/epsilon")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "stage,resumed_at",
+    [("model:2", 2000), ("before_rename:2", 2000), ("before_prune", 3000)],
+    ids=["inside-the-second-seeds-write", "between-the-seeds-writes", "before-pruning"],
+)
+def test_a_kill_inside_the_groups_checkpoint_leaves_every_seed_at_one_frame_count(tmp_path, stage, resumed_at):
+    """A population of two writes its checkpoint seed by seed, then prunes. Killed (as SIGKILL
+    would) inside seed 1's write, between the two writes, or before pruning: both seeds resume
+    from one frame count, a checkpoint that only seed 0 finished is moved aside, and the run
+    goes on to its end (before pruning: both seeds' newest checkpoint stands, the old ones until
+    the next checkpoint)."""
+    group = tmp_path / "group"
+    assert train(group, "--seeds", "0-1", "train.total_frames=2000").returncode == 0
+    crashed = train(group, "--seeds", "0-1", "train.total_frames=3000", env={"DQN_ATARI_CRASH_AT": stage})
+    assert crashed.returncode != 0
+    result = resume(group, "train.total_frames=3000")
+    assert result.returncode == 0, result.stderr
+    for seed in (0, 1):
+        assert f"seed {seed}: resumed from {group / f's{seed}'}" in result.stdout
+        assert f"at frame {resumed_at:,}" in result.stdout
+    if stage == "before_rename:2":
+        assert "ahead-ckpt-000000003000" in result.stderr  # seed 0's, which seed 1 never finished
+    kept = ["ckpt-000000002000", "ckpt-000000003000"]
+    if stage == "before_prune":  # nothing was written since: the next checkpoint prunes
+        kept.insert(0, "ckpt-000000001000")
+    assert group_checkpoints(group) == {"s0": kept, "s1": kept}
+
+
+def test_a_seed_of_a_population_resumes_alone_as_a_single_run(tmp_path):
+    group = tmp_path / "group"
+    assert train(group, "--seeds", "3-4", "train.total_frames=1000").returncode == 0
+    result = resume(group / "s4", "train.total_frames=1400")
+    assert result.returncode == 0, result.stderr
+    assert f"resumed from {group / 's4'}" in result.stdout and "done: 1,400 frames" in result.stdout
+    assert checkpoints(group / "s4")[-1].name == "ckpt-000000001400"
+    assert checkpoints(group / "s3")[-1].name == "ckpt-000000001000"  # its sibling untouched
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("twice", "gives seed 1 twice"),
+        ("single-run-there", "holds a single run (seed 0)"),
+        ("member-missing", "has no config.yaml"),
+        ("other-frames", "no checkpoint at a common frame count"),
+        ("other-config", "differ in train.total_frames (seed 0: 400, seed 1: 800)"),
+        ("other-seeds", "is a population of seeds 0,1"),
+    ],
+)
+def test_population_mistakes_are_refused_in_one_line(tmp_path, case, message):
+    import shutil
+
+    where = tmp_path / "runs"
+    if case == "twice":
+        result = train(where, "--seeds", "0,1,1")
+    elif case == "single-run-there":
+        assert train(where, "train.total_frames=400").returncode == 0
+        result = train(where, "--seeds", "0-1")
+    else:
+        assert train(where, "--seeds", "0-1", "train.total_frames=400").returncode == 0
+        if case == "member-missing":
+            shutil.rmtree(where / "s1")
+            result = resume(where)
+        elif case == "other-frames":  # seed 1 resumed alone and trained on
+            assert resume(where / "s1", "train.total_frames=800", "checkpoint.keep_last=1").returncode == 0
+            result = resume(where, "train.total_frames=800", "checkpoint.keep_last=1")
+        elif case == "other-config":
+            assert resume(where / "s1", "train.total_frames=800").returncode == 0
+            result = resume(where)
+        else:
+            result = train(where, "--seeds", "0-2")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    if case in ("twice", "single-run-there"):
+        assert not (where / "group.json").exists() and not (where / "s1").exists()  # nothing written

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import yaml
 from conftest import CONFIGS
@@ -76,7 +77,7 @@ def test_target_period_in_agent_steps_becomes_updates_in_the_agent():
     from dqn_atari.agent import agent_from_config
 
     nature = load_config(CONFIGS / "nature.yaml", ["replay.capacity=1000"])
-    agent = agent_from_config(nature, 6, "cpu", seed=0)
+    agent = agent_from_config(nature, 6, "cpu", [np.random.SeedSequence(0)])
     assert agent.target_update_period_updates == 2_500  # 10,000 agent steps / one update per 4
     assert type(agent.optimizer).__name__ == "DeepMindRMSprop"
 

@@ -209,3 +209,42 @@ def test_q_value_panel_fits_the_full_action_set_at_any_scale():
         assert panel.shape[0] == height  # drawn at the video's height, never rescaled
         green = np.flatnonzero((np.abs(panel.astype(int) - [60, 200, 90]).sum(axis=2) < 30).any(axis=1))
         assert len(green) and green.max() < height - 1  # the last action's bar is inside the panel
+
+
+@pytest.mark.parametrize(
+    "game,network,noise,processes",
+    [
+        ("Pong", {}, "per_step", 1),
+        ("Breakout", {}, "per_step", 2),
+        ("Pong", {"noisy": True}, "off", 1),
+        ("Pong", {"noisy": True}, "frozen", 1),
+        ("Breakout", {"noisy": True}, "per_step", 1),
+    ],
+)
+def test_games_side_by_side_play_as_they_do_one_at_a_time(game, network, noise, processes):
+    """Four games at epsilon 0.05, one forward pass per step for all of them (in this process,
+    or stepped in two worker processes), against the same games played one at a time: every
+    game's score, frames, steps and cap flag the same. Each game explores, and draws its noise,
+    from its own stream, so even per-step noise is the same game by game."""
+    from dataclasses import asdict
+
+    from dqn_atari.agent import Agent
+    from dqn_atari.evaluation import GreedyPolicy, play_episodes
+
+    agent = Agent.for_seeds(6 if game == "Pong" else 4, [0], network=network)
+    reports = []
+    for at_once, workers in ((1, 1), (None, processes)):
+        policy = GreedyPolicy(agent.member_network(0), noise=noise, frozen_noise=agent.acting_noise, seed=3)
+        results = play_episodes(
+            policy,
+            game,
+            episodes=4,
+            epsilon=0.05,
+            max_episode_frames=2500,
+            seed=11,
+            games_at_once=at_once,
+            processes=workers,
+        )
+        reports.append([asdict(r) for r in results])
+    assert reports[0] == reports[1]
+    assert len({r["score"] for r in reports[0]} | {r["steps"] for r in reports[0]}) > 2  # the games differ

@@ -17,7 +17,7 @@ from dqn_atari.trainer import Trainer
 RAINBOW = [
     "network.dueling=true",
     "network.noisy=true",
-    "agent.distributional=true",
+    "agent.value_head=c51",
     "agent.double_dqn=true",
     "replay.n_step=3",
     "replay.prioritized=true",
@@ -73,7 +73,7 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent, device):
         obs, _ = env.reset(seed=10_000 + seed)
         done, total = False, 0.0
         while not done:
-            obs, reward, done, _, _ = env.step(int(trainer.agent.greedy_actions(obs[None])[0]))
+            obs, reward, done, _, _ = env.step(int(trainer.agent.act(obs[None, None], [0.0])[0, 0]))
             total += reward
         returns.append(total)
     print(f"catch, {agent} on {device}: mean greedy return {np.mean(returns):.2f}")

@@ -166,16 +166,17 @@ def test_a_damaged_chunk_shared_by_every_checkpoint_is_left_out_and_the_run_goes
     cfg.train.total_frames = 5000
     resumed = Trainer(cfg, run)
     capsys.readouterr()
-    assert resumed.resume() == newest
+    assert resumed.resume() == [newest]
     warnings = capsys.readouterr().err
-    assert f"resuming from {newest.name} with its damaged replay frames left out (259 of 1,001" in warnings, warnings
+    held = f"{len(resumed.replay):,}"  # 1,000 transitions, and one `last` entry per game that ended
+    assert f"resuming from {newest.name} with its damaged replay frames left out (259 of {held}" in warnings, warnings
     resumed.train()
     resumed.close()
     latest = checkpoints(run)[-1]
     assert latest.name == "ckpt-000000005000"
     assert (latest / "replay" / "frames_0_0.npy").stat().st_ino != shared_inode  # written afresh, not linked
     check = Trainer(cfg, tmp_path / "check")
-    check.checkpointer.load(latest, check.replay, to_dict(cfg))  # every chunk passes its checksum
+    check.seeds[0].checkpointer.load(latest, check.replay, to_dict(cfg))  # every chunk passes its checksum
     check.close()
 
 
@@ -219,7 +220,7 @@ def test_non_finite_weights_are_never_saved(tmp_path):
         saved = checkpoints(tmp_path)
         with torch.no_grad():
             next(trainer.agent.online.parameters())[0].fill_(float("nan"))
-        trainer.frames += 4
+        trainer.seeds[0].frames += 4
         with pytest.raises(TrainingDiverged, match="non-finite weights"):
             trainer.save_checkpoint()
         assert checkpoints(tmp_path) == saved

@@ -74,18 +74,30 @@ def wait_for(sweep: Path, predicate, timeout: float = 240) -> list[list[str]]:
 
 @pytest.mark.slurm
 def test_sweep_runs_every_task_to_its_budget(cluster, tmp_path):
+    """Two games, three seeds, two seeds per task: per game a task training seeds 0 and 1 in one
+    process (a population) and a task training seed 2; `status` shows each seed."""
     sweep = tmp_path / "sweep"
-    result = submit(sweep, "--games", "Pong", "Breakout", "--seeds", "0", "train.total_frames=1200")
+    args = ["--games", "Pong", "Breakout", "--seeds", "0-2", "--seeds-per-task", "2", "train.total_frames=1200"]
+    result = submit(sweep, *args)
     assert result.returncode == 0, result.stderr
     assert "submitted job array" in result.stdout and f"dqn-atari status {sweep}" in result.stdout
     manifest = json.loads((sweep / "sweep.json").read_text())
-    assert [(t["index"], t["game"], t["seed"]) for t in manifest["tasks"]] == [(0, "Pong", 0), (1, "Breakout", 0)]
+    planned = [(t["index"], t["game"], t["seeds"]) for t in manifest["tasks"]]
+    assert planned == [(0, "Pong", [0, 1]), (1, "Pong", [2]), (2, "Breakout", [0, 1]), (3, "Breakout", [2])]
     rows = wait_for(sweep, lambda rows: all(r[3] == "COMPLETED" for r in rows))
-    assert [r[1] for r in rows] == ["Pong", "Breakout"]
+    assert [(r[0].split("_")[1], r[1], r[2]) for r in rows] == [
+        ("0", "Pong", "0"),
+        ("0", "Pong", "1"),
+        ("1", "Pong", "2"),
+        ("2", "Breakout", "0"),
+        ("2", "Breakout", "1"),
+        ("3", "Breakout", "2"),
+    ]
     assert all(r[4] == "1,200/1,200" for r in rows)
     for task in manifest["tasks"]:
-        assert (Path(task["run_dir"]) / "metrics.csv").is_file()
-        assert (Path(task["run_dir"]) / "checkpoints").is_dir()
+        for member in task["members"]:
+            assert (Path(member["run_dir"]) / "metrics.csv").is_file()
+            assert (Path(member["run_dir"]) / "checkpoints").is_dir()
 
 
 @pytest.mark.slurm

@@ -3,6 +3,8 @@
 import csv
 
 import numpy as np
+import pytest
+import torch
 from conftest import CONFIGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -92,11 +94,13 @@ def test_every_random_stream_is_its_own_and_seeds_share_none(tmp_path):
         )
         for seed in (0, 1)
     ]
-    draws = [tuple(rng.random(4)) for t in trainers for rng in (t.agent.rng, t.replay.rng)]
-    assert len(set(draws)) == 4
-    assert not set(trainers[0].game_seeds) & set(trainers[1].game_seeds)
-    assert len(set(trainers[0].game_seeds)) == 2
-    assert trainers[0].evaluation_seed != trainers[1].evaluation_seed
+    draws = [tuple(rng.random(4)) for t in trainers for rng in (t.agent.rngs[0], t.replay.rng)]
+    noise = [tuple(torch.randn(4, generator=t.agent.generators[0]).tolist()) for t in trainers]
+    assert len(set(draws)) == 4 and len(set(noise)) == 2
+    first, second = trainers[0].seeds[0], trainers[1].seeds[0]
+    assert not set(first.game_seeds) & set(second.game_seeds)
+    assert len(set(first.game_seeds)) == 2
+    assert first.evaluation_seed != second.evaluation_seed
     for t in trainers:
         t.close()
 
@@ -160,3 +164,92 @@ def test_progress_bar_redraws_every_second_between_logging_intervals():
     progress.tick(1600, lambda: figures)
     assert progress.bar.n == 1600 and "eps=0.880" in out.getvalue()
     progress.close()
+
+
+# Rainbow's pieces on the smoke run (as tests/test_checkpoint.py's), with epsilon kept at 1 below.
+RAINBOW = [
+    "network.dueling=true",
+    "network.noisy=true",
+    "replay.n_step=3",
+    "replay.prioritized=true",
+    "agent.double_dqn=true",
+    "agent.value_head=c51",
+    "optimizer.lr=6.25e-5",
+    "optimizer.eps=1.5e-4",
+    "optimizer.max_grad_norm=10",
+]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("pieces", [[], RAINBOW], ids=["dqn", "rainbow"])
+def test_each_seed_of_a_population_is_the_run_it_would_be_alone(tmp_path, pieces):
+    """Seeds 0, 1, 2 trained in lockstep against each trained alone, on real Pong: 200 agent
+    steps of warm-up, then 51 updates through two target syncs. Epsilon stays 1 so that the
+    games do not depend on the weights: observations, actions, rewards, flags and every frame
+    of the replay are then the same bit for bit, and so are the weights on the machine this was
+    written on (AMD EPYC, torch 2.13); asserted within 1e-5, as another CPU's kernels for a
+    grouped convolution may round differently from a plain one."""
+    overrides = [
+        "train.total_frames=1600",
+        "train.learning_starts_steps=200",
+        "train.batch_size=8",
+        "agent.target_update_period_steps=80",
+        "agent.epsilon_start=1",
+        "agent.epsilon_end=1",
+        "replay.capacity=2000",
+        "log.progress=quiet",
+        "log.tensorboard=false",
+        "eval.every_frames=0",
+        *pieces,
+    ]
+    configs = [load_config(CONFIGS / "smoke.yaml", [*overrides, f"seed={seed}"]) for seed in (0, 1, 2)]
+    population = Trainer(configs, [tmp_path / f"member-{c.seed}" for c in configs])
+    population.train(checkpoint_at_end=False)
+    assert population.agent.updates == 51  # at steps 200, 204, ..., 400
+    for k, cfg in enumerate(configs):
+        alone = Trainer(cfg, tmp_path / f"alone-{cfg.seed}")
+        alone.train(checkpoint_at_end=False)
+        member = population.seeds[k]
+        np.testing.assert_array_equal(member.obs, alone.seeds[0].obs)
+        for name in ("frames", "actions", "rewards", "flags", "cursor", "count"):
+            np.testing.assert_array_equal(getattr(member.replay, name), getattr(alone.replay, name), err_msg=name)
+        ours, theirs = population.agent.member_state_dict(k), alone.agent.member_state_dict(0)
+        largest = 0.0
+        for net in ("online", "target"):
+            for name, value in theirs[net].items():
+                largest = max(largest, (ours[net][name] - value).abs().max().item())
+                torch.testing.assert_close(
+                    ours[net][name], value, rtol=0, atol=1e-5, msg=f"seed {cfg.seed} {net}.{name}"
+                )
+        print(f"seed {cfg.seed}: largest weight difference population vs alone {largest:.2g}")
+        alone.close()
+    population.close()
+
+
+@pytest.mark.parametrize("noise_per", ["step", "update"])
+def test_noisy_nets_explore_the_warm_up_only_with_noise_drawn_per_step(tmp_path, noise_per):
+    """rainbow.yaml on Pong (epsilon 0: noisy nets explore; learning from 20,000 agent steps),
+    500 agent steps of warm-up. Noise drawn at every acting step makes the stored actions vary;
+    drawn only at updates, of which there are none yet, one random network with one draw picks
+    one action throughout, the warm-up Rainbow learns from first."""
+    cfg = load_config(
+        CONFIGS / "rainbow.yaml",
+        [
+            "replay.capacity=2000",
+            "train.total_frames=2000",
+            "train.device=cpu",
+            "train.torch_threads=1",
+            "log.progress=quiet",
+            "log.tensorboard=false",
+            "eval.every_frames=0",
+            "checkpoint.every_frames=0",
+            f"network.noise_per={noise_per}",
+        ],
+    )
+    trainer = Trainer(cfg, tmp_path)
+    trainer.train(checkpoint_at_end=False)
+    trainer.close()
+    assert trainer.agent.updates == 0 and trainer.steps == 500
+    actions = trainer.replay.actions[0, : trainer.replay.count[0]]
+    distinct = len(np.unique(actions))
+    assert distinct >= 4 if noise_per == "step" else distinct == 1, f"{distinct} distinct actions"
