@@ -23,16 +23,44 @@ class UserError(Exception):
     """A mistake the user can fix; printed as one line."""
 
 
+def _version() -> str:
+    """The package's version and, in a git checkout, the commit (with `+changes` when the tree
+    differs from it): what a result needs to name the code that made it."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        number = version("dqn_atari")
+    except PackageNotFoundError:
+        number = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    commit = "not a git checkout"
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+        if head.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+            commit = "commit " + head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    except OSError:
+        pass
+    return f"dqn-atari {number} ({commit})"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dqn-atari",
+        allow_abbrev=False,
         description="Nature DQN from Atari pixels: train, evaluate and film agents, run sweeps on SLURM, "
         "plot and summarise results.",
         epilog="Config overrides are dotted key=value pairs, e.g. replay.capacity=100000 env.game=Breakout.",
     )
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    t = sub.add_parser(
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        # No abbreviated options: `--seed 3` must not be read as `--seeds 3`.
+        return sub.add_parser(name, allow_abbrev=False, **kwargs)
+
+    t = command(
         "train",
         help="train an agent from a YAML config",
         description="Train DQN. Writes runs/<game>-<config>-s<seed>-<time>/ (or run_dir=...) with the "
@@ -56,8 +84,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="list every config key with its default, allowed values and meaning, then exit",
     )
+    t.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the config CONFIG and the overrides resolve to (every key), then exit",
+    )
 
-    sub.add_parser("games", help="list the Atari games available (ROMs ship inside ale-py)")
+    command("games", help="list the Atari games available (ROMs ship inside ale-py)")
 
     def evaluation_options(parser, episodes: int, video_default: bool):
         parser.add_argument(
@@ -129,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
             "(the run's acting noise); default: the run's eval.noise",
         )
 
-    e = sub.add_parser(
+    e = command(
         "evaluate",
         help="score a checkpoint under a published protocol (and record videos)",
         description="Play full games (all lives) under the Nature or Machado protocol and write report.json: "
@@ -137,12 +170,12 @@ def _parser() -> argparse.ArgumentParser:
         "mean and the human-normalised score.",
     )
     evaluation_options(e, episodes=30, video_default=False)
-    r = sub.add_parser(
+    r = command(
         "record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)"
     )
     evaluation_options(r, episodes=1, video_default=True)
 
-    sm = sub.add_parser(
+    sm = command(
         "submit",
         help="send a sweep (games x seeds) to SLURM as one job array",
         description="Render slurm/job-array.sbatch for every (game, seed), write a sweep directory (script, one "
@@ -196,10 +229,10 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--sweep-dir", help="where to write the sweep (default sweeps/<config>-<time>/)")
     sm.add_argument("--dry-run", action="store_true", help="print the script and tasks; write and submit nothing")
 
-    st = sub.add_parser("status", help="one line per task of a sweep: SLURM state, frames, last returns, restarts")
+    st = command("status", help="one line per task of a sweep: SLURM state, frames, last returns, restarts")
     st.add_argument("sweep_dir", metavar="SWEEP_DIR")
 
-    pl = sub.add_parser(
+    pl = command(
         "plot",
         help="learning curves per game: mean over seeds with a 95%% bootstrap band",
         description="Learning curves from runs' metrics.csv, one panel per game; runs of another game or "
@@ -210,14 +243,14 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--metric", choices=["eval", "train"], default="eval", help="evaluation scores or training games")
     pl.add_argument("--x", choices=["frames", "hours"], default="frames", help="x axis (default: emulator frames)")
 
-    su = sub.add_parser(
+    su = command(
         "summarize",
         help="final scores per game (mean and 95%% CI over seeds), human-normalised; median and IQM across games",
     )
     su.add_argument("paths", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
     su.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
 
-    b = sub.add_parser(
+    b = command(
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
@@ -252,12 +285,55 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _ClosableStream:
+    """stdout or stderr that survives its reader: once the pipe is gone (`| head`, a pager
+    quit, a `tee` that died) writes are dropped instead of raising, so training goes on and
+    checkpoints; a path holding bytes that are not UTF-8 prints escaped instead of raising."""
+
+    def __init__(self, stream):
+        self.stream, self.closed_by_reader = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.closed_by_reader:
+            try:
+                self.stream.write(text.encode(self.stream.encoding or "utf-8", "backslashreplace").decode(
+                    self.stream.encoding or "utf-8", "replace"
+                ))
+            except (BrokenPipeError, ValueError, OSError):
+                self._reader_gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed_by_reader:
+            try:
+                self.stream.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        self.closed_by_reader = True
+        # Python flushes the real stream once more at exit: point it at nothing.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):  # isatty, fileno, encoding... of the real stream
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not isinstance(sys.stdout, _ClosableStream):
+        sys.stdout, sys.stderr = _ClosableStream(sys.stdout), _ClosableStream(sys.stderr)  # type: ignore[assignment]
     parser = _parser()
     # key=value overrides may come after options too (argparse alone stops at the first option).
     args, extra = parser.parse_known_args(argv)
     stray = [e for e in extra if e.startswith("-") or "=" not in e or not hasattr(args, "overrides")]
     if stray:
+        hint = _as_override(stray)
+        if hint:
+            print(f"dqn-atari: error: unrecognized option {stray[0]}; config values are key=value: {hint}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
@@ -272,6 +348,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dqn-atari: interrupted", file=sys.stderr)
         return 130
+
+
+def _as_override(stray: list[str]) -> str | None:
+    """`--seed 3` or `--replay.capacity=1000`: a config key written as an option; the override
+    it means (`seed=3`), or None."""
+    from dqn_atari.config import all_keys
+
+    if not stray[0].startswith("--"):
+        return None
+    name, _, value = stray[0][2:].partition("=")
+    keys = all_keys()
+    key = name if name in keys else next((k for k in keys if k.rsplit(".", 1)[-1] == name.replace("-", "_")), None)
+    if key is None:
+        return None
+    if not value and len(stray) > 1 and not stray[1].startswith("-"):
+        value = stray[1]
+    return f"{key}={value or '...'}"
 
 
 def _cmd_games(args) -> int:
@@ -296,6 +389,14 @@ def _cmd_train(args) -> int:
         return 0
     configs, run_dirs, group_dir = _training_plan(args)
     cfg = configs[0]
+    if args.print_config:
+        import yaml
+
+        from dqn_atari.config import to_dict
+
+        for c in configs:
+            print(yaml.safe_dump(to_dict(c), sort_keys=False), end="---\n" if len(configs) > 1 else "")
+        return 0
     from dqn_atari.checkpoint import CheckpointError, CheckpointWriteError
     from dqn_atari.run_lock import RunLock, RunLocked
     from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, resolve_device
@@ -399,7 +500,10 @@ def _training_plan(args):
         if seeds:
             raise UserError(f"--resume {where} with --seeds: {where} holds one run, not a population")
         if not (where / "config.yaml").is_file():
-            raise UserError(f"--resume {where}: no config.yaml there; is it a run directory?")
+            from dqn_atari.errors import closest_sibling
+
+            hint = closest_sibling(where) or "; is it a run directory?"
+            raise UserError(f"--resume {where}: no config.yaml there{hint}")
         return [load_config(where / "config.yaml", overrides + [f"run_dir={where}"])], [where], None
     if args.config is None:
         raise UserError("train needs a config file, e.g. `dqn-atari train configs/pong.yaml`")
@@ -598,11 +702,14 @@ def _cmd_submit(args) -> int:
 
     try:
         resources = _resources(args)
+        # `--games Pong env.game=Breakout`: argparse hands the override to --games
+        games = [g for g in args.games or [] if "=" not in g] or None
+        overrides = list(args.overrides) + [g for g in args.games or [] if "=" in g]
         result = submit(
             args.config,
-            games=args.games,
+            games=games,
             seeds_text=args.seeds,
-            overrides=args.overrides,
+            overrides=overrides,
             resources=resources,
             sweep_dir=args.sweep_dir,
             dry_run=args.dry_run,

@@ -372,10 +372,18 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
 def _unknown_key(key: str) -> ConfigError:
     if key in _RENAMED:
         return ConfigError(f"config key '{key}' was renamed: use {_RENAMED[key]}")
-    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+    keys = all_keys()
+    section, _, leaf = key.rpartition(".")
+    elsewhere = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]  # agent.lr: the leaf lives in optimizer
+    close = elsewhere[:1] or difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
+    sections = sorted({k.rsplit(".", 1)[0] for k in keys if "." in k})
+    if section and section not in sections:  # a misspelled section: its closest, if the leaf is there
+        for near in difflib.get_close_matches(section, sections, n=3, cutoff=0.5):
+            if f"{near}.{leaf}" in keys:
+                close = [f"{near}.{leaf}"]
+                break
     if not close:  # a typo in the last part only: compare leaf names too
-        leaf = key.rsplit(".", 1)[-1]
-        leaves = {k.rsplit(".", 1)[-1]: k for k in all_keys()}
+        leaves = {k.rsplit(".", 1)[-1]: k for k in keys}
         close = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)]
     hint = f"; did you mean '{close[0]}'?" if close else "; run `dqn-atari train --help-config` for the list"
     return ConfigError(f"unknown config key '{key}'{hint}")
@@ -435,6 +443,8 @@ def _apply(obj: Any, mapping: dict, prefix: str = "") -> None:
                 _apply(obj, {converted[0].rsplit(".", 1)[1]: converted[1]}, prefix)
             continue
         if name not in hints:
+            if isinstance(value, dict) and value:  # a misspelled section: name the whole key
+                key = f"{key}.{next(iter(flatten(value)))}"
             raise _unknown_key(key)
         current = getattr(obj, name)
         if dataclasses.is_dataclass(current):
@@ -456,10 +466,23 @@ def get(cfg: Config, key: str) -> Any:
 
 
 def validate(cfg: Config) -> None:
+    for key in ("run_dir", "runs_root"):
+        value = get(cfg, key)
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as err:
+            raise ConfigError(
+                f"config key '{key}' holds a byte that is not UTF-8 (at character {err.start}); choose a name in UTF-8"
+            ) from None
     for key, ok, valid in _RANGES:
         value = get(cfg, key)
         if not ok(value):
             raise ConfigError(f"config key '{key}' must be {valid}, got {value!r}")
+    if cfg.eval.every_frames and cfg.eval.episodes < 1:
+        raise ConfigError(
+            "config key 'eval.episodes' must be at least 1 when evaluating during training "
+            f"(eval.every_frames={cfg.eval.every_frames}); or set eval.every_frames=0"
+        )
     if cfg.agent.v_min >= cfg.agent.v_max:
         raise ConfigError(
             f"config key 'agent.v_min' ({cfg.agent.v_min}) must be below 'agent.v_max' ({cfg.agent.v_max})"
@@ -544,7 +567,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
     return key, value
 
@@ -573,8 +596,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 
 def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a directory; give a YAML file, e.g. {path / 'pong.yaml'}")
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' does not exist; the shipped ones are in configs/")
+        names = [str(p) for p in path.parent.glob("*.yaml")] if path.parent.is_dir() else []
+        close = difflib.get_close_matches(str(path), names, n=1, cutoff=0.7)
+        hint = f"; did you mean {close[0]}?" if close else "; the shipped ones are in configs/"
+        raise ConfigError(f"config file '{path}' does not exist{hint}")
     if path.resolve() in seen:
         raise ConfigError(f"config file '{path}' includes itself through 'base:'")
     try:
@@ -587,13 +615,35 @@ def _yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[dict]:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"config file '{path}' is not valid YAML{where}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested too deeply to be a config (sections hold keys)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
     if base is not None and not isinstance(base, str):
         raise ConfigError(f"config file '{path}': 'base' must be a file name such as nature.yaml, got {base!r}")
-    layers = _yaml_layers(path.parent / base, seen + (path.resolve(),)) if base else []
+    layers = _yaml_layers(_base_file(path, base), seen + (path.resolve(),)) if base else []
     return layers + [data]
+
+
+# The configs shipped with the source tree, where `base:` also looks.
+SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _base_file(path: Path, base: str) -> Path:
+    """`base:` names a file next to the config, or one of the shipped configs."""
+    for candidate in (path.parent / base, SHIPPED_CONFIGS / base):
+        if candidate.is_file():
+            return candidate
+    line = next(
+        (i for i, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if text.startswith("base:")),
+        None,
+    )
+    where = f"config file '{path}'" + (f", line {line}" if line else "")
+    names = [p.name for folder in (path.parent, SHIPPED_CONFIGS) if folder.is_dir() for p in folder.glob("*.yaml")]
+    close = difflib.get_close_matches(Path(base).name, names, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    raise ConfigError(f"{where}: base {base} is neither next to it nor among the shipped configs{hint}")
 
 
 def to_dict(cfg: Config) -> dict:

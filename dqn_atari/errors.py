@@ -6,6 +6,20 @@ class ConfigError(ValueError):
     """A user mistake in a config file or override; the CLI prints it as one line, exit 2."""
 
 
+def closest_sibling(path) -> str:
+    """'; did you mean <path>?' naming the entry of the path's directory closest to its name (a
+    misspelled run directory), or '' when none is close."""
+    import difflib
+    from pathlib import Path
+
+    path = Path(path)
+    if path.exists() or not path.parent.is_dir():
+        return ""
+    names = [p.name for p in path.parent.iterdir()]
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    return f"; did you mean {path.parent / close[0]}?" if close else ""
+
+
 def first_line(err: BaseException) -> str:
     """An exception's message cut to one line (at most 160 characters), or its type's name when
     it has none: what a one-line error quotes of a library's exception. A first line that only

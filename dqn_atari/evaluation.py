@@ -291,9 +291,10 @@ def find_checkpoint(target: str | Path) -> Path:
 
     checkpoints = Checkpointer(target).list() if target.is_dir() else []
     if not checkpoints:
-        raise EvaluationError(
-            f"no checkpoint at {target}: give a run directory with checkpoints/ or a checkpoint directory"
-        )
+        from dqn_atari.errors import closest_sibling
+
+        hint = closest_sibling(target) or ": give a run directory with checkpoints/ or a checkpoint directory"
+        raise EvaluationError(f"no checkpoint at {target}{hint}")
     return checkpoints[0]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
@@ -22,10 +23,19 @@ class Logger:
     """Scalars keyed by emulator frames (TensorBoard's global step) and agent steps.
 
     `start_frames` > 0 continues a resumed run: TensorBoard events after it are purged and CSV
-    rows after it dropped, so curves have neither gaps nor duplicates.
+    rows after it dropped, so curves have neither gaps nor duplicates. A new run's `config`
+    (flat `section.key: value`) goes to TensorBoard's Text tab as a table.
     """
 
-    def __init__(self, run_dir: str | Path, *, tensorboard: bool = True, csv_log: bool = True, start_frames: int = 0):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        *,
+        tensorboard: bool = True,
+        csv_log: bool = True,
+        start_frames: int = 0,
+        config: dict | None = None,
+    ):
         self.run_dir = Path(run_dir)
         self.csv_path = self.run_dir / "metrics.csv"
         self.writer = None
@@ -36,6 +46,9 @@ class Logger:
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
             if not start_frames:
                 self.writer.add_text("about", AXIS_NOTE, 0)
+                if config:  # the resolved config in TensorBoard's Text tab, one row per key
+                    rows = "\n".join(f"| `{key}` | `{value!r}` |" for key, value in config.items())
+                    self.writer.add_text("config", "| key | value |\n|---|---|\n" + rows, 0)
         self._csv_file = None
         if csv_log:
             if start_frames and self.csv_path.exists():
@@ -105,18 +118,21 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def read_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(frames, value), ...] from a run's metrics.csv. Malformed lines (a line cut by a
-    crash) are skipped; a file without the header is refused with ValueError."""
+def read_csv(path: str | Path, skipped: list[int] | None = None) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(frames, value), ...] from a run's metrics.csv. Malformed rows (a line cut by a
+    crash) are skipped, their line numbers appended to `skipped` where given; a file without
+    the header is refused with ValueError."""
     out: dict[str, list[tuple[int, float]]] = {}
     with open(path, newline="", encoding="utf-8", errors="replace") as f:
         rows = csv.reader(f)
         header = next(rows, None)
         if header is None or tuple(header) != CSV_FIELDS:
             raise ValueError(f"{path} is not a metrics.csv (its first line must be {','.join(CSV_FIELDS)})")
-        for row in rows:
+        for line, row in enumerate(rows, start=2):
             if _well_formed(row):
                 out.setdefault(row[3], []).append((int(row[0]), float(row[4])))
+            elif skipped is not None:
+                skipped.append(line)
     return out
 
 
@@ -125,7 +141,10 @@ class Progress:
 
     The bar is redrawn every `redraw_seconds` by `tick`, called at each step of the loop with a
     function that reads cheap host counters (no device sync), so its clock and figures never
-    freeze between logging intervals; plain lines are written at logging intervals only."""
+    freeze between logging intervals; plain lines are written at logging intervals only. Both
+    show frames and frames per second. The rate and the time left come from the last
+    `window_seconds` of the learning phase only: random play before `learning_starts_frames`
+    runs several times faster than learning, and until then both say when learning starts."""
 
     def __init__(
         self,
@@ -133,24 +152,52 @@ class Progress:
         start_frames: int = 0,
         mode: str = "auto",
         *,
+        learning_starts_frames: int = 0,
         redraw_seconds: float = 1.0,
+        window_seconds: float = 30.0,
         clock=time.monotonic,
         file=None,
     ):
         self.mode = mode
         if mode == "auto":
             self.mode = "bar" if sys.stderr.isatty() else "lines"
-        self.total = total_frames
+        self.total, self.learning_starts = total_frames, learning_starts_frames
         self.bar = None
         if self.mode == "bar":
             from tqdm import tqdm
 
             self.bar = tqdm(
-                total=total_frames, initial=start_frames, unit="frame", unit_scale=True, dynamic_ncols=True, file=file
+                total=total_frames,
+                initial=start_frames,
+                unit="frame",
+                unit_scale=True,
+                dynamic_ncols=True,
+                file=file,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}{postfix}]",
             )
         self.last_frames = start_frames
-        self.redraw_seconds, self.clock = redraw_seconds, clock
+        self.redraw_seconds, self.window_seconds, self.clock = redraw_seconds, window_seconds, clock
         self._drawn_at = clock()
+        self._samples: deque[tuple[float, int]] = deque()  # (time, frames) while learning
+
+    def _observe(self, frames: int) -> None:
+        if frames < self.learning_starts:
+            return
+        now = self.clock()
+        self._samples.append((now, frames))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window_seconds:
+            self._samples.popleft()
+
+    def pace(self, frames: int) -> dict[str, str]:
+        """frames/s and the time left, from the learning phase; or when learning starts."""
+        if frames < self.learning_starts:
+            return {"learning starts at": f"{self.learning_starts:,} frames"}
+        if len(self._samples) < 2 or self._samples[-1][0] <= self._samples[0][0]:
+            return {"frames/s": "...", "left": "..."}
+        (t0, f0), (t1, f1) = self._samples[0], self._samples[-1]
+        rate = (f1 - f0) / (t1 - t0)
+        left = (self.total - frames) / rate if rate > 0 else float("inf")
+        return {"frames/s": f"{rate:,.0f}", "left": _duration(left)}
 
     def tick(self, frames: int, stats) -> None:
         """Redraw the bar if `redraw_seconds` have passed; `stats()` gives its figures."""
@@ -160,19 +207,31 @@ class Progress:
         if now - self._drawn_at < self.redraw_seconds:
             return
         self._drawn_at = now
+        self._observe(frames)
         self.bar.n = frames  # our own pace (above), not tqdm's, decides when to draw
-        self.bar.set_postfix(stats(), refresh=True)
+        self.bar.set_postfix({**self.pace(frames), **stats()}, refresh=True)
         self.last_frames = frames
 
     def update(self, frames: int, stats: dict[str, str]) -> None:
+        self._observe(frames)
+        figures = {**self.pace(frames), **stats}
         if self.bar is not None:
             self.bar.update(frames - self.last_frames)
-            self.bar.set_postfix(stats, refresh=False)
+            self.bar.set_postfix(figures, refresh=False)
         elif self.mode == "lines":
-            text = " ".join(f"{k}={v}" for k, v in stats.items())
-            print(f"[{time.strftime('%H:%M:%S')}] frames={frames}/{self.total} {text}", flush=True)
+            text = " ".join(f"{k}={v}" for k, v in figures.items() if " " not in k)
+            starts = f" (learning starts at {self.learning_starts:,} frames)" if frames < self.learning_starts else ""
+            print(f"[{time.strftime('%H:%M:%S')}] frames={frames}/{self.total} {text}{starts}", flush=True)
         self.last_frames = frames
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def _duration(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +65,8 @@ class Group:
 
 
 def find_runs(paths: list[str | Path]) -> list[Run]:
-    """Run directories named directly, inside a sweep (sweep.json), or one level down (runs/)."""
+    """Run directories named directly, inside a sweep (sweep.json), or one level down (runs/),
+    and the seeds of populations (group.json) among them."""
     import yaml
 
     dirs: list[Path] = []
@@ -74,7 +76,11 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         elif (p / "metrics.csv").is_file():
             dirs.append(p)
         elif p.is_dir():
-            dirs += sorted(d for d in p.iterdir() if (d / "metrics.csv").is_file())
+            for d in sorted(p.iterdir()):
+                if (d / "metrics.csv").is_file():
+                    dirs.append(d)
+                elif (d / "group.json").is_file():
+                    dirs += sorted(m for m in d.iterdir() if (m / "metrics.csv").is_file())
         else:
             raise ResultsError(f"{p} is not a run or sweep directory")
     runs = []
@@ -86,10 +92,18 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
             game, seed = cfg["env"]["game"], cfg["seed"]
         except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError):
             raise ResultsError(f"{d / 'config.yaml'} is not a run's resolved config") from None
+        skipped: list[int] = []
         try:
-            metrics = read_csv(d / "metrics.csv")
+            metrics = read_csv(d / "metrics.csv", skipped)
         except ValueError as err:
             raise ResultsError(str(err)) from None
+        if skipped:  # a figure or table that silently missed data would mislead
+            lines = ", ".join(map(str, skipped[:5])) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            print(
+                f"dqn-atari: warning: {d / 'metrics.csv'}: skipped {len(skipped)} malformed row(s) (line {lines})",
+                file=sys.stderr,
+                flush=True,
+            )
         runs.append(Run(d, game, seed, cfg, metrics, _wall_clock(d / "metrics.csv")))
     if not runs:
         raise ResultsError(f"no runs with metrics.csv and config.yaml under {', '.join(map(str, paths))}")
@@ -97,8 +111,10 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
 
 
 def _sweep_run_dirs(path: Path) -> list[Path]:
+    """Every seed's run directory of a sweep (a task training several seeds holds several)."""
     try:
-        return [Path(t["run_dir"]) for t in json.loads(path.read_text())["tasks"]]
+        tasks = json.loads(path.read_text())["tasks"]
+        return [Path(m["run_dir"]) for t in tasks for m in t.get("members") or [{"run_dir": t["run_dir"]}]]
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         raise ResultsError(f"{path} is not a sweep manifest (written by `dqn-atari submit`)") from None
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
+
 from dqn_atari.checkpoint import Checkpointer
 from dqn_atari.config import load_config, parse_seeds, save_config
 from dqn_atari.envs.games import resolve_game
@@ -38,6 +40,28 @@ _PATH = re.compile(r"^[A-Za-z0-9_.+\-/]+$")
 _DEPENDENCY = re.compile(r"^(singleton|[a-z]+(:[0-9_+]+)+)([,?](singleton|[a-z]+(:[0-9_+]+)+))*$")
 # One long option, its value free of anything a #SBATCH line cannot hold.
 _SBATCH_OPTION = re.compile(r"^--[a-z][a-z\-]*(=[A-Za-z0-9_.,:@%+\-/=\[\]|&]+)?$")
+
+
+# Options the job script or a named option already sets: an --sbatch line setting one would take
+# it over silently (sbatch reads the last). Each -> what to use instead.
+MANAGED_SBATCH_OPTIONS = {
+    "--array": "--games and --seeds (and --max-parallel)",
+    "--time": "--time",
+    "--cpus-per-task": "--cpus",
+    "--mem": "--mem",
+    "--output": "nothing: logs go to the sweep's logs/",
+    "--error": "nothing: logs go to the sweep's logs/",
+    "--open-mode": "nothing: the script appends to its log",
+    "--requeue": "nothing: the script asks for requeue",
+    "--no-requeue": "nothing: requeue is how a time limit resumes",
+    "--signal": "--signal-seconds",
+    "--job-name": "--job-name",
+    "--gres": "--gpus",
+    "--partition": "--partition",
+    "--account": "--account",
+    "--qos": "--qos",
+    "--dependency": "--dependency",
+}
 
 
 def time_limit_seconds(text: str) -> int | None:
@@ -56,6 +80,18 @@ def time_limit_seconds(text: str) -> int | None:
 
 class SlurmError(RuntimeError):
     """A problem with a submission; the message is one line for the user."""
+
+
+def _check_time_fields(text: str) -> None:
+    """Minutes and seconds below 60, hours below 24 after a day count: sbatch would otherwise
+    carry 99:99:99 over into days without a word."""
+    days, _, clock = text.rpartition("-")
+    parts = [int(x) for x in clock.split(":")]
+    limits = {1: [None], 2: [None, 60], 3: [None, 60, 60]}[len(parts)] if not days else [24, 60, 60]
+    names = ["hours", "minutes", "seconds"] if days or len(parts) == 3 else ["minutes", "seconds"]
+    for value, limit, name in zip(parts, limits, names, strict=False):
+        if limit is not None and value >= limit:
+            raise SlurmError(f"--time {text!r}: {value} {name} is out of range (below {limit}); e.g. 1-12:00:00")
 
 
 @dataclass
@@ -79,7 +115,13 @@ class Resources:
             raise SlurmError(
                 f"--time {self.time!r} is not a SLURM time; use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"
             )
+        _check_time_fields(self.time)
         limit = time_limit_seconds(self.time)
+        if not limit:
+            raise SlurmError(
+                f"--time {self.time!r} means no time limit, so the warning that checkpoints a task before its "
+                f"limit never comes; give a limit, e.g. --time 24:00:00"
+            )
         # The warning must leave the trainer time to start, finish a step and write its
         # checkpoint, and it may fire up to a minute early: at most half the limit.
         if limit and self.signal_seconds * 2 > limit:
@@ -99,8 +141,19 @@ class Resources:
                 raise SlurmError(
                     f"--sbatch {line!r} is not one sbatch option; use e.g. --constraint=a100 or --mail-type=END"
                 )
+            option = line.split("=", 1)[0]
+            if option in MANAGED_SBATCH_OPTIONS:
+                raise SlurmError(
+                    f"--sbatch {line!r} sets {option}, which the job script manages; use "
+                    f"{MANAGED_SBATCH_OPTIONS[option]} instead"
+                )
         if "\0" in self.setup:
             raise SlurmError("--setup holds a NUL byte")
+        if self.setup.strip():
+            check = subprocess.run(["bash", "-n"], input=self.setup, capture_output=True, text=True)
+            if check.returncode != 0:
+                said = (check.stderr.strip().splitlines() or ["a syntax error"])[-1].replace("bash: ", "")
+                raise SlurmError(f"--setup is not valid bash ({said}); it would fail in every task")
         if not _MEM.match(self.mem):
             raise SlurmError(f"--mem {self.mem!r} is not a SLURM memory size; use e.g. 32G, 4000M or 16000")
         for name in ("partition", "account", "qos"):
@@ -115,6 +168,22 @@ class Resources:
             raise SlurmError(f"--max-parallel must be at least 1, got {self.max_parallel}")
         if self.signal_seconds < 1:
             raise SlurmError(f"--signal-seconds must be at least 1, got {self.signal_seconds}")
+
+
+class _ProfileLoader(yaml.SafeLoader):
+    """YAML as SafeLoader reads it, but `time: 2:00:00` stays the string it means: YAML 1.1
+    reads unquoted colons as a base-60 number (7200), which SLURM would take as minutes."""
+
+
+_ProfileLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+for _tag, _pattern in (
+    ("tag:yaml.org,2002:int", r"^[-+]?(?:0|[1-9][0-9_]*)$"),
+    ("tag:yaml.org,2002:float", r"^[-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?$"),
+):
+    _ProfileLoader.add_implicit_resolver(_tag, re.compile(_pattern), list("-+0123456789."))
 
 
 PROFILE_KEYS = {
@@ -137,15 +206,15 @@ PROFILE_KEYS = {
 def load_profile(name_or_path: str) -> dict:
     """A cluster profile: a YAML mapping of submit options (see PROFILE_KEYS), from a file or
     slurm/profiles/<name>.yaml. `sbatch` is a list of extra options; `setup` shell lines."""
-    import yaml
-
     path = Path(name_or_path)
     if not path.is_file():
+        if "/" in name_or_path or name_or_path.endswith((".yaml", ".yml")):
+            raise SlurmError(f"--profile {name_or_path}: no such file")
         path = Path("slurm") / "profiles" / f"{name_or_path}.yaml"
     if not path.is_file():
         raise SlurmError(f"--profile {name_or_path}: no such file, and no slurm/profiles/{name_or_path}.yaml here")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_ProfileLoader) or {}
     except (yaml.YAMLError, UnicodeDecodeError):
         raise SlurmError(f"profile {path} is not valid UTF-8 YAML") from None
     if not isinstance(data, dict):
@@ -267,19 +336,37 @@ def submit(
     sweep = Path(sweep_dir or f"sweeps/{Path(config).stem}-{stamp}").absolute()
     if not _PATH.match(str(sweep)):
         raise SlurmError(f"sweep directory {str(sweep)!r} may hold only letters, digits and _ . + - /")
+    if sweep.exists() and not sweep.is_dir():
+        raise SlurmError(f"--sweep-dir {sweep} is a file; give a new directory")
     if sweep.exists() and any(sweep.iterdir()):
         raise SlurmError(f"sweep directory {sweep} already exists and is not empty; choose another with --sweep-dir")
+    if seeds_per_task < 1:
+        raise SlurmError(f"--seeds-per-task must be at least 1, got {seeds_per_task}")
+    # Refused before any config is resolved: a typo such as --seeds 0-100000 is minutes of work.
+    count = len(games or [None]) * -(-len(seeds) // seeds_per_task)
+    largest, source = max_array_size()
+    if count > largest:
+        raise SlurmError(
+            f"the sweep has {count:,} tasks but this cluster takes job arrays of at most {largest:,} ({source}); "
+            f"give fewer games or seeds, or pack seeds with --seeds-per-task"
+        )
     tasks = plan_sweep(config, games, seeds, overrides, sweep, seeds_per_task)
     job_name = resources.job_name or sweep.name  # readable in squeue, one per sweep
     script = render_script(sweep, job_name, len(tasks), resources)
+    check_fits_a_node(resources)
     if dry_run:
         return {"script": script, "tasks": tasks, "sweep_dir": str(sweep), "job_id": None}
 
     if shutil.which("sbatch") is None:
         raise SlurmError("sbatch not found: run this on a SLURM login node (or start slurm/local-cluster/up.sh)")
-    check_fits_a_node(resources)
-    (sweep / "tasks").mkdir(parents=True, exist_ok=True)
-    (sweep / "logs").mkdir(exist_ok=True)
+    created = not sweep.exists()
+    try:
+        (sweep / "tasks").mkdir(parents=True, exist_ok=True)
+        (sweep / "logs").mkdir(exist_ok=True)
+    except OSError as err:
+        if created:
+            shutil.rmtree(sweep, ignore_errors=True)
+        raise SlurmError(f"--sweep-dir {sweep} cannot be written ({err.strerror or err}); choose another") from None
     try:
         for task in tasks:
             save_config(task["config"], sweep / "tasks" / f"{task['index']}.yaml")
@@ -299,6 +386,7 @@ def submit(
         raise
     manifest = {
         "job_id": job_id,
+        "job_name": job_name,
         "submitted": stamp,
         "config": str(Path(config).absolute()),
         "command": sys.argv,
@@ -307,6 +395,19 @@ def submit(
     }
     (sweep / "sweep.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return {"script": script, "tasks": tasks, "sweep_dir": str(sweep), "job_id": job_id}
+
+
+SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
+
+
+def max_array_size() -> tuple[int, str]:
+    """The largest job array the cluster takes (MaxArraySize, from `scontrol show config`), and
+    where that came from; SLURM's default where scontrol does not answer."""
+    out = _run(["scontrol", "show", "config"], timeout=20)
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out.stdout if out else "", re.M)
+    if match:
+        return int(match.group(1)), "MaxArraySize in scontrol show config"
+    return SLURM_DEFAULT_MAX_ARRAY_SIZE, "SLURM's default MaxArraySize; scontrol did not answer"
 
 
 def _megabytes(mem: str) -> int:
@@ -377,23 +478,29 @@ def _task_indices(text: str) -> list[int]:
     return out
 
 
-def _live_states(job_id: str) -> dict[int, dict]:
+def _live_states(job_id: str, job_name: str | None = None) -> dict[int, dict]:
     """Array index -> {'state', 'reason', 'restarts'} of tasks the controller still holds:
     squeue (pending and running, with the pending reason) and `scontrol show job` (also tasks
-    ended within the last few minutes, and restart counts)."""
+    ended within the last few minutes, and restart counts). Jobs of another name are another
+    array that got this id (a controller restarted with a fresh state numbers jobs from 1
+    again): nothing of them is taken."""
     states: dict[int, dict] = {}
     shown = _run(["scontrol", "show", "job", "-o", job_id])
     for line in shown.stdout.splitlines() if shown else []:
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if job_name is not None and fields.get("JobName", job_name) != job_name:
+            return {}
         for index in _task_indices(fields.get("ArrayTaskId", "")):
             states[index] = {
                 "state": fields.get("JobState", "?"),
                 "reason": fields.get("Reason", "None"),
                 "restarts": int(fields.get("Restarts", 0)),
             }
-    queued = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T|%r"])
+    queued = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T|%r|%j"])
     for line in queued.stdout.splitlines() if queued else []:
-        index, state, reason = (line.split("|") + ["", ""])[:3]
+        index, state, reason, name = (line.split("|") + ["", "", ""])[:4]
+        if job_name is not None and name and name != job_name:
+            continue
         for i in _task_indices(index):
             states.setdefault(i, {"restarts": 0}).update(state=state, reason=reason)
     return states
@@ -417,9 +524,9 @@ def _accounting_states(job_id: str) -> tuple[dict[int, str], str] | None:
 WHOLE_ARRAY = -1  # key of a state recorded for every task of an array at once
 
 
-def _completion_records(job_id: str) -> tuple[dict[int, str], str] | None:
+def _completion_records(job_id: str, job_name: str | None = None) -> tuple[dict[int, str], str] | None:
     """Array index -> final state from the job completion file (jobcomp/filetxt); None where the
-    cluster keeps no such file."""
+    cluster keeps no such file. Records of another job name are another array's."""
     config = _run(["scontrol", "show", "config"])
     match = re.search(r"^JobCompLoc\s*=\s*(\S+)", config.stdout if config else "", re.M)
     if not match or not Path(match.group(1)).is_file():
@@ -427,6 +534,8 @@ def _completion_records(job_id: str) -> tuple[dict[int, str], str] | None:
     out = {}
     for line in Path(match.group(1)).read_text(errors="replace").splitlines():
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if job_name is not None and fields.get("Name", job_name) != job_name:
+            continue
         if fields.get("ArrayJobId") == job_id:
             for i in _task_indices(fields.get("ArrayTaskId", "")):
                 out[i] = fields.get("JobState", "?")
@@ -473,9 +582,10 @@ def status(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
     sources = []
     if shutil.which("scontrol"):
         check_controller()
-        live = _live_states(job_id)
+        job_name = manifest.get("job_name")  # sweeps written before it was recorded: no check
+        live = _live_states(job_id, job_name)
         sources.append("squeue and scontrol (tasks queued, running or ended minutes ago)")
-        found = _accounting_states(job_id) or _completion_records(job_id)
+        found = _accounting_states(job_id) or _completion_records(job_id, job_name)
         if found is not None:
             ended, source = found
             sources.append(f"{source} (ended tasks)")

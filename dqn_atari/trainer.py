@@ -179,7 +179,13 @@ class SeedRun:
             return
         log = self.cfg.log
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = Logger(self.run_dir, tensorboard=log.tensorboard, csv_log=log.csv, start_frames=self.frames)
+        self.logger = Logger(
+            self.run_dir,
+            tensorboard=log.tensorboard,
+            csv_log=log.csv,
+            start_frames=self.frames,
+            config=_flat(self.cfg),
+        )
         restarts = os.environ.get("SLURM_RESTART_COUNT")
         if restarts is not None:
             self.logger.log(self.frames, self.steps, {"slurm/restart_count": int(restarts)})
@@ -316,7 +322,12 @@ class Trainer:
             seed.open_logger()
             if seed.obs is None:
                 seed.obs = seed.envs.reset(seed=seed.game_seeds)
-        progress = Progress(cfg.train.total_frames, self.frames, cfg.log.progress)
+        progress = Progress(
+            cfg.train.total_frames,
+            self.frames,
+            cfg.log.progress,
+            learning_starts_frames=cfg.train.learning_starts_steps * cfg.env.frame_skip,
+        )
         next_log = _next_multiple(self.steps, cfg.log.every_steps)
         next_eval = _next_multiple(self.frames, cfg.eval.every_frames)
         next_checkpoint = _next_multiple(self.frames, cfg.checkpoint.every_frames)
@@ -425,11 +436,7 @@ class Trainer:
             seed._logger().flush()  # so `dqn-atari status` and plots see a running job's progress
         progress.update(
             self.frames,
-            {
-                "sps": f"{per_seed[0]['perf/steps_per_s']:.0f}",
-                "return10": "/".join(s.return10() for s in self.active),
-                "eps": f"{epsilon:.3f}",
-            },
+            {"return10": "/".join(s.return10() for s in self.active), "eps": f"{epsilon:.3f}"},
         )
 
     def progress_figures(self) -> dict[str, str]:

@@ -77,6 +77,11 @@ def metric_points(run: Path, tag: str) -> list[int]:
         return [int(r["frames"]) for r in csv.DictReader(f) if r["tag"] == tag]
 
 
+def metric_values(run: Path, tag: str) -> list[tuple[int, str]]:
+    with open(run / "metrics.csv", newline="") as f:
+        return [(int(r["frames"]), r["value"]) for r in csv.DictReader(f) if r["tag"] == tag]
+
+
 # Rainbow's pieces on the smoke run: the sum tree, beta's position and the noise must all resume.
 RAINBOW = [
     "network.dueling=true",
@@ -98,6 +103,11 @@ RAINBOW = [
     [
         pytest.param([], id="dqn"),
         pytest.param(RAINBOW, id="rainbow"),
+        # The quantile heads: IQN draws its fractions from each seed's generator, which must resume.
+        pytest.param(["agent.value_head=qr_dqn", "agent.quantiles=32"], id="qr-dqn"),
+        pytest.param(
+            ["agent.value_head=iqn", "agent.iqn_tau_samples=8", "agent.iqn_tau_prime_samples=8"], id="iqn"
+        ),
         # On a GPU: frames kept there, and host frames through pinned memory with noisy layers
         # drawing from the CUDA generator (its state must come back with the checkpoint).
         pytest.param(["train.device=cuda", "replay.frames_on_device=true"], id="dqn-cuda-frames-on-gpu", marks=ON_CUDA),
@@ -130,8 +140,11 @@ def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "resumed from" in result.stdout
     assert_same_final_state(straight, killed)
-    # Logs continue: each logging point once, the same points as the uninterrupted run.
+    # Logs continue: each logging point once, the same points as the uninterrupted run, and the
+    # same values, the interval the checkpoint fell into included (its running sums resume).
     assert metric_points(killed, "train/epsilon") == metric_points(straight, "train/epsilon")
+    for tag in ("train/loss", "train/q_mean"):
+        assert metric_values(killed, tag) == metric_values(straight, tag), tag
 
 
 def test_sigusr1_checkpoints_exits_75_and_the_run_resumes(tmp_path):

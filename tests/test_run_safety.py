@@ -366,3 +366,111 @@ def test_a_replay_much_larger_than_the_run_is_warned_about_and_not_saved(tmp_pat
     assert "replay.capacity=1,000,000 but this run stores at most 2 transitions" in result.stderr
     replay_bytes = sum(f.stat().st_size for f in (checkpoints(run)[-1] / "replay").iterdir())
     assert replay_bytes < 200 << 20  # the one chunk written to, not a 6.6 GB empty ring
+
+
+# ---------------------------------------------------------------------------- terminals and typos
+def test_a_reader_that_goes_away_never_kills_training(tmp_path):
+    """`dqn-atari train ... | head -3`: once head exits, stdout is a broken pipe. Training goes
+    on to its end and its checkpoint, exit 0, no traceback; a one-shot command exits quietly."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", "train.total_frames=2000"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()  # the reader goes, as head does after three lines
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert checkpoints(run)[-1].name == "ckpt-000000002000"
+    listing = subprocess.run(
+        f"{sys.executable} -m dqn_atari train --help-config | head -2",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert len(listing.stdout.splitlines()) == 2 and listing.stderr == ""
+
+
+def test_two_ctrl_c_in_quick_succession_checkpoint_and_exit_75(tmp_path):
+    run = tmp_path / "run"
+    proc = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=0")
+    while "frames=" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 75, err
+    assert "Traceback" not in err and len(checkpoints(run)) == 1
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["trian.total_frames=5000"], "did you mean 'train.total_frames'?"),
+        (["agent.lr=0.001"], "did you mean 'optimizer.lr'?"),
+        (["eval.every_frames=1000", "eval.episodes=0"], "'eval.episodes' must be at least 1 when evaluating"),
+        (["env.game=BreakoutNoFrameskip-v4"], "is a gym id; the game is env.game=Breakout"),
+        (["--seed", "3"], "unrecognized option --seed; config values are key=value: seed=3"),
+    ],
+)
+def test_typos_get_the_name_they_meant(args, message):
+    assert message in one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), *args))
+
+
+def test_config_paths_that_cannot_be_configs_are_refused_in_one_line(tmp_path):
+    assert "is a directory; give a YAML file" in one_line_error(run_cli("train", str(tmp_path)))
+    assert "did you mean" in one_line_error(run_cli("train", str(CONFIGS / "smoek.yaml")))
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert "nested too deeply" in one_line_error(run_cli("train", str(deep)))
+    (tmp_path / "missing-base.yaml").write_text("seed: 1\nbase: natrue.yaml\n")
+    line = one_line_error(run_cli("train", str(tmp_path / "missing-base.yaml")))
+    assert (
+        "line 2: base natrue.yaml is neither next to it nor among the shipped configs; did you mean nature.yaml?"
+        in line
+    )
+    (tmp_path / "shipped-base.yaml").write_text("base: smoke.yaml\nseed: 1\n")  # found among configs/
+    printed = run_cli("train", str(tmp_path / "shipped-base.yaml"), "--print-config")
+    assert printed.returncode == 0 and "total_frames: 8000" in printed.stdout
+
+
+def test_a_run_dir_that_is_not_utf8_is_refused_in_one_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"dqn_atari",
+            b"train",
+            str(CONFIGS / "smoke.yaml").encode(),
+            b"run_dir=" + bytes(tmp_path) + b"/r\xff",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+    )
+    line = one_line_error(
+        subprocess.CompletedProcess(result.args, result.returncode, "", result.stderr.decode(errors="replace"))
+    )
+    assert "'run_dir' holds a byte that is not UTF-8" in line
+
+
+def test_evaluate_refuses_a_negative_frame_cap(tmp_path):
+    line = one_line_error(run_cli("evaluate", str(tmp_path), "--max-episode-frames", "-5"))
+    assert "--max-episode-frames must be at least 1" in line
+
+
+def test_plot_and_summarize_say_how_many_malformed_rows_they_skipped(tmp_path):
+    run = tmp_path / "run"
+    assert train(run, "train.total_frames=800").returncode == 0
+    with open(run / "metrics.csv", "a") as f:
+        f.write("12,3,not-a-time,train/loss,0.5\ncut-by-a-cra")
+    for command in (["plot", str(run), "--metric", "train", "--out", str(tmp_path / "c.png")], ["summarize", str(run)]):
+        result = run_cli(*command)
+        assert result.returncode == 0, result.stderr
+        assert f"{run / 'metrics.csv'}: skipped 2 malformed row(s)" in result.stderr

@@ -302,15 +302,46 @@ def test_sbatch_failure_is_shown_and_leaves_no_sweep(cluster, tmp_path):
         (["--sbatch=#SBATCH"], "is not one sbatch option"),
         (["--job-name", "a/b"], "--job-name 'a/b' may hold only"),
         (["--profile", "nosuchprofile"], "no slurm/profiles/nosuchprofile.yaml"),
+        (["--profile", "/nowhere/site.yaml"], "--profile /nowhere/site.yaml: no such file"),
+        (["--sbatch=--array=0-2"], "sets --array, which the job script manages; use --games and --seeds"),
+        (["--sbatch=--time=1-00:00:00"], "sets --time, which the job script manages; use --time instead"),
+        (["--sbatch=--cpus-per-task=999"], "use --cpus instead"),
+        (["--setup", "fi"], "--setup is not valid bash"),
+        (["--time", "99:99:99"], "99 minutes is out of range (below 60)"),
+        (["--time", "0"], "means no time limit"),
+        (["--seeds", "0-100000"], "the sweep has 100,001 tasks but this cluster takes job arrays of at most"),
+        (["--games", "Pong", "env.game=Breakout"], "--games and an env.game= override both name the game"),
+        (["--seeds-per-task", "0"], "--seeds-per-task must be at least 1"),
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, message):
     sweep = tmp_path / "sweep"
+    started = time.monotonic()
     result = submit(sweep, *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not sweep.exists()
+    assert time.monotonic() - started < 60  # refused at once, not after planning 100,001 tasks
+
+
+@pytest.mark.slurm
+def test_unusable_sweep_directories_are_refused_in_one_line(cluster, tmp_path):
+    """A file, and a place nothing can be written (/proc refuses even root)."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for where, message in ((a_file, "is a file"), (Path("/proc/dqn-sweep"), "cannot be written")):
+        result = run_cli("submit", str(CONFIGS / "smoke.yaml"), "--cpus", "1", "--mem", "1G", "--sweep-dir", str(where))
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_a_profile_reads_an_unquoted_time_as_the_time_it_means(tmp_path):
+    from dqn_atari.slurm import load_profile
+
+    profile = tmp_path / "site.yaml"
+    profile.write_text("time: 2:00:00\ncpus: 8\nmem: 16G\n")
+    assert load_profile(str(profile)) == {"time": "2:00:00", "cpus": 8, "mem": "16G"}
 
 
 def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):

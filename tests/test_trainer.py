@@ -62,7 +62,9 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     assert events.Scalars("train/episode_return")[0].value == returns[0]
     # The step axis is frames, and says so; agent steps are logged beside them.
     assert all(e.value * 4 == e.step for e in events.Scalars("progress/agent_steps"))
-    assert "about/text_summary" in events.Tags()["tensors"]
+    assert {"about/text_summary", "config/text_summary"} <= set(events.Tags()["tensors"])
+    table = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| `seed` | `3` |" in table and "| `env.game` | `'Pong'` |" in table
     # Plain progress lines for a non-terminal (SLURM logs), not a bar.
     assert "frames=" in result.stdout and "eps=" in result.stdout
 
@@ -253,3 +255,25 @@ def test_noisy_nets_explore_the_warm_up_only_with_noise_drawn_per_step(tmp_path,
     actions = trainer.replay.actions[0, : trainer.replay.count[0]]
     distinct = len(np.unique(actions))
     assert distinct >= 4 if noise_per == "step" else distinct == 1, f"{distinct} distinct actions"
+
+
+def test_progress_rate_and_time_left_come_from_the_learning_phase_only():
+    """Random play runs far faster than learning: 10,000 frames in 1 s of warm-up, then 1,000
+    frames/s while learning. Until learning starts the bar says when it will; then its rate is
+    the learning phase's and its time left follows from it."""
+    import io
+
+    from dqn_atari.metrics import Progress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = Progress(100_000, 0, "bar", learning_starts_frames=10_000, clock=lambda: now[0], file=out)
+    now[0] = 1.0
+    progress.tick(9_000, dict)
+    assert "learning starts at=10,000 frames" in out.getvalue()
+    for second in range(2, 12):
+        now[0] = float(second)
+        progress.tick(10_000 + 1_000 * (second - 2), dict)
+    pace = progress.pace(19_000)
+    assert pace["frames/s"] == "1,000" and pace["left"] == "1m21s"  # 81,000 frames at 1,000 frames/s
+    progress.close()

@@ -32,6 +32,13 @@ def available_games() -> list[str]:
 def resolve_game(name: str) -> str:
     """The display name ('SpaceInvaders') for any spelling, or a ConfigError with the closest names."""
     entry = _table().get(_key(name))
+    gym_id = re.fullmatch(r"(?:ALE/)?([A-Za-z]+?)(?:NoFrameskip|Deterministic)?-v\d+", name)
+    if entry is None and gym_id and _key(gym_id.group(1)) in _table():
+        game = _table()[_key(gym_id.group(1))][0]
+        raise ConfigError(
+            f"'{name}' is a gym id; the game is env.game={game} (frame skip, sticky actions and no-ops are "
+            f"env.frame_skip, env.protocol and env.noop_max)"
+        )
     if entry is None:
         close = difflib.get_close_matches(_key(name), list(_table()), n=3, cutoff=0.6)
         hint = ", ".join(_table()[c][0] for c in close)
