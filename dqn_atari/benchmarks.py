@@ -637,6 +637,44 @@ def _loop_profile(run) -> dict[str, float]:
     return shares
 
 
+# ---------------------------------------------------------------------------- evaluate
+def bench_evaluate(seconds: float = 0.0, episodes: int = 30, max_episode_frames: int = 6_000) -> dict:
+    """`episodes` Pong games of an untrained network at epsilon 0.05 (Nature protocol, games
+    capped at `max_episode_frames` so that the benchmark ends in minutes), one at a time and
+    side by side (one forward pass per step for all; emulators in worker processes where the
+    machine has more than 2 cores, as `dqn-atari evaluate` does), in that order, with a check
+    that every game's report is the same both ways. `seconds` is unused: each is one pass."""
+    from dataclasses import asdict
+
+    from dqn_atari.evaluation import GreedyPolicy, play_episodes
+
+    cores = os.cpu_count() or 1
+    processes = 1 if cores <= 2 else min(cores - 1, episodes)
+    network = _agent("nature", torch.device("cpu")).member_network(0)
+    threads = torch.get_num_threads()
+    out: dict[str, Any] = {"episodes": episodes, "max_episode_frames": max_episode_frames, "processes": processes}
+    reports = []
+    for name, at_once, workers, torch_threads in (("sequential", 1, 1, 1), ("side_by_side", None, processes, threads)):
+        torch.set_num_threads(torch_threads)  # as `dqn-atari evaluate`: one thread for batch-1 passes
+        start = time.perf_counter()
+        results = play_episodes(
+            GreedyPolicy(network),
+            "Pong",
+            episodes=episodes,
+            epsilon=0.05,
+            max_episode_frames=max_episode_frames,
+            games_at_once=at_once,
+            processes=workers,
+        )
+        out[f"{name}_seconds"] = time.perf_counter() - start
+        reports.append([asdict(r) for r in results])
+    torch.set_num_threads(threads)
+    out["side_by_side_speedup"] = out["sequential_seconds"] / out["side_by_side_seconds"]
+    out["games_identical"] = reports[0] == reports[1]
+    out["frames_played"] = int(sum(r["frames"] for r in reports[0]))
+    return out
+
+
 # ---------------------------------------------------------------------------- population
 def bench_population(
     seconds: float = 10.0, device: str | None = None, counts: tuple[int, ...] = (1, 2, 3, 4, 8), num_envs: int = 4
@@ -772,6 +810,7 @@ BENCHMARKS = {
     "loop": bench_loop,
     "loop_grid": bench_loop_grid,
     "population": bench_population,
+    "evaluate": bench_evaluate,
     "video": bench_video,
     "checkpoint": bench_checkpoint,
 }
@@ -803,12 +842,14 @@ def run(
 TARGETS = {
     "env": [("wrapper_vs_reference", ">= 0.95"), ("vector_vs_wrapper", ">= 1.8")],
     "replay": [("bytes_per_transition", "<= 7100"), ("sample_vs_gather_bound", ">= 0.7")],
-    "learner": [("update_vs_raw", "<= 1.1"), ("rainbow_vs_update", "<= 1.35")],
+    "learner": [("update_vs_raw", "<= 1.1"), ("rainbow_vs_update", "<= 1.35"), ("channels_last_vs_fp32", ">= 1.0")],
     "loop": [
         ("loop_vs_learner_bound_1env", ">= 0.9"),
         ("loop_vs_learner_bound", ">= 0.9"),
         ("prioritized_vs_uniform_loop", ">= 0.9"),
     ],
+    "population": [("population_vs_sequential_k3", ">= 1.0")],
+    "evaluate": [("side_by_side_speedup", ">= 1.5")],
     "checkpoint": [("incremental_vs_full", "<= 0.1")],
     "video": [("record_overhead", "<= 1.5")],
 }

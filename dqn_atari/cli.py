@@ -8,6 +8,7 @@ writing a checkpoint: resume me; 1 any other failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -36,9 +37,15 @@ def _version() -> str:
     root = Path(__file__).resolve().parent.parent
     commit = "not a git checkout"
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True)
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True
+        )
         if head.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+            dirty = subprocess.run(
+                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+            )
             commit = "commit " + head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
     except OSError:
         pass
@@ -170,9 +177,7 @@ def _parser() -> argparse.ArgumentParser:
         "mean and the human-normalised score.",
     )
     evaluation_options(e, episodes=30, video_default=False)
-    r = command(
-        "record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)"
-    )
+    r = command("record", help="a video of one game of a checkpoint (shorthand for evaluate --episodes 1 --video)")
     evaluation_options(r, episodes=1, video_default=True)
 
     sm = command(
@@ -242,13 +247,26 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default="curves.png", help="figure file (default curves.png)")
     pl.add_argument("--metric", choices=["eval", "train"], default="eval", help="evaluation scores or training games")
     pl.add_argument("--x", choices=["frames", "hours"], default="frames", help="x axis (default: emulator frames)")
+    pl.add_argument(
+        "--reference",
+        action="append",
+        choices=["dopamine-dqn", "dopamine-dqn-adam-mse", "dopamine-rainbow"],
+        default=[],
+        help="overlay a published learning curve (Dopamine's baselines data, training return, sticky actions); "
+        "repeatable",
+    )
 
     su = command(
         "summarize",
         help="final scores per game (mean and 95%% CI over seeds), human-normalised; median and IQM across games",
     )
     su.add_argument("paths", nargs="+", metavar="RUN_DIR|SWEEP_DIR")
-    su.add_argument("--out", default=None, help="also write OUT.md and OUT.csv")
+    su.add_argument(
+        "--out",
+        default=None,
+        help="also write OUT.md (the table and every number's source), OUT.csv (one row per game and "
+        "config) and OUT.json (everything, per seed)",
+    )
 
     b = command(
         "benchmark",
@@ -259,7 +277,8 @@ def _parser() -> argparse.ArgumentParser:
         "CPU only its eager and acting times), loop (training loop vs learner bound), loop_grid (the "
         "loop at 1, 4 and 8 envs, both env backends, and on a GPU with frames in host memory, on the "
         "GPU, and with the CUDA graph), population (K = 1, 2, 3, 4, 8 seeds in one process vs the same seeds "
-        "one after another), checkpoint (full vs incremental write of a 1M replay), video (evaluation with vs "
+        "one after another), evaluate (30 games one at a time vs side by side), checkpoint (full vs incremental "
+        "write of a 1M replay), video (evaluation with vs "
         "without recording).",
     )
     b.add_argument(
@@ -296,9 +315,11 @@ class _ClosableStream:
     def write(self, text: str) -> int:
         if not self.closed_by_reader:
             try:
-                self.stream.write(text.encode(self.stream.encoding or "utf-8", "backslashreplace").decode(
-                    self.stream.encoding or "utf-8", "replace"
-                ))
+                self.stream.write(
+                    text.encode(self.stream.encoding or "utf-8", "backslashreplace").decode(
+                        self.stream.encoding or "utf-8", "replace"
+                    )
+                )
             except (BrokenPipeError, ValueError, OSError):
                 self._reader_gone()
         return len(text)
@@ -313,10 +334,8 @@ class _ClosableStream:
     def _reader_gone(self) -> None:
         self.closed_by_reader = True
         # Python flushes the real stream once more at exit: point it at nothing.
-        try:
+        with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), self.stream.fileno())
-        except (OSError, ValueError):
-            pass
 
     def __getattr__(self, name):  # isatty, fileno, encoding... of the real stream
         return getattr(self.stream, name)
@@ -324,7 +343,7 @@ class _ClosableStream:
 
 def main(argv: list[str] | None = None) -> int:
     if not isinstance(sys.stdout, _ClosableStream):
-        sys.stdout, sys.stderr = _ClosableStream(sys.stdout), _ClosableStream(sys.stderr)  # type: ignore[assignment]
+        sys.stdout, sys.stderr = _ClosableStream(sys.stdout), _ClosableStream(sys.stderr)
     parser = _parser()
     # key=value overrides may come after options too (argparse alone stops at the first option).
     args, extra = parser.parse_known_args(argv)
@@ -332,7 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     if stray:
         hint = _as_override(stray)
         if hint:
-            print(f"dqn-atari: error: unrecognized option {stray[0]}; config values are key=value: {hint}", file=sys.stderr)
+            print(
+                f"dqn-atari: error: unrecognized option {stray[0]}; config values are key=value: {hint}",
+                file=sys.stderr,
+            )
             return EXIT_BAD_INPUT
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
@@ -717,13 +739,15 @@ def _cmd_submit(args) -> int:
         )
     except SlurmError as err:
         raise UserError(str(err)) from None
-    if args.dry_run:
-        print(result["script"])
+    if args.dry_run:  # what a user checks first: what each task asks for, and the tasks
+        asked = {k: v for k, v in resources.__dict__.items() if v not in (None, "", ()) and k != "setup"}
+        print("# resources per task: " + ", ".join(f"{k}={v}" for k, v in asked.items()))
         for t in result["tasks"]:
             seeds = ",".join(map(str, t["seeds"]))
-            print(
-                f"# task {t['index']}: {t['game']} seed{'s' if len(t['seeds']) > 1 else ''} {seeds} -> {t['run_dir']}"
-            )
+            plural = "s" if len(t["seeds"]) > 1 else ""
+            print(f"# task {t['index']}: {t['game']} seed{plural} {seeds} -> {t['run_dir']}")
+        print("# the job script:")
+        print(result["script"])
         print("# dry run: nothing written, nothing submitted")
         return 0
     print(f"submitted job array {result['job_id']} ({len(result['tasks'])} tasks); sweep: {result['sweep_dir']}")
@@ -774,7 +798,7 @@ def _cmd_plot(args) -> int:
 
     _check_writable_file(args.out, "--out")
     try:
-        out, groups = plot(args.paths, args.out, args.metric, args.x)
+        out, groups = plot(args.paths, args.out, args.metric, args.x, tuple(args.reference))
     except ResultsError as err:
         raise UserError(str(err)) from None
     for g in groups:
@@ -801,6 +825,7 @@ def _cmd_summarize(args) -> int:
         Path(args.out + ".md").write_text(text + "\n")
         write_summary_csv(summary, args.out + ".csv")
         Path(args.out + ".json").write_text(_json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.out}.md, {args.out}.csv, {args.out}.json")
     return 0
 
 

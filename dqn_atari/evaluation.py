@@ -389,6 +389,7 @@ def evaluate_checkpoint(
             f"checkpoint {checkpoint} is a {network.num_actions}-action network "
             f"({cfg['env']['game']}) but {game} has {num_actions} actions"
         )
+    run = checkpoint.parent.parent  # the run directory of a checkpoint or snapshot
     frames_text = checkpoint.name.split("-")[1]
     default_name = f"eval-{frames_text}-{protocol}-eps{epsilon:g}" if kind == "evaluate" else f"record-{frames_text}"
     out = Path(out) if out else checkpoint.parent.parent / default_name
@@ -430,7 +431,8 @@ def evaluate_checkpoint(
         "kind": kind,
         "game": game,
         "protocol": settings,
-        "checkpoint": {"path": str(checkpoint), "frames": state["frames"], "steps": state["steps"]},
+        # paths relative to the run directory: a report stays right when the run is moved or committed
+        "checkpoint": {"path": _relative(checkpoint, run), "frames": state["frames"], "steps": state["steps"]},
         "seed": seed,
         "summary": summary,
         "human_normalized": {
@@ -440,13 +442,23 @@ def evaluate_checkpoint(
             "table": REFERENCE_SOURCE,
         },
         "per_episode": [asdict(r) for r in results],
-        "videos": _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif) if video else [],
+        "videos": [_relative(Path(v), run) for v in _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif)]
+        if video
+        else [],
         "config": cfg,
     }
     partial = out / ".report.json.tmp"  # never a half-written report under the final name
     partial.write_text(json.dumps(report, indent=2) + "\n")
     partial.replace(out / "report.json")
     return report
+
+
+def _relative(path: Path, run: Path) -> str:
+    """`path` relative to the run directory where it lies inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(run.resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _keep_videos(results, recorders, out: Path, keep: str, gif_seconds: float, write_gif) -> list[str]:

@@ -27,6 +27,7 @@ from dqn_atari.metrics import read_csv
 # The frame budget does: a score at the end of 1M frames is not one at the end of 2M.
 PER_RUN_KEYS = {
     "env.game",
+    "network.channels_last",
     "seed",
     "run_dir",
     "runs_root",
@@ -143,6 +144,32 @@ def signature(cfg: dict) -> str:
     return hashlib.sha256(json.dumps(settings(cfg), sort_keys=True).encode()).hexdigest()[:8]
 
 
+# How a figure's legend and a table name a setting that tells two groups apart.
+_SETTING_NAMES = {
+    "train.total_frames": lambda v: f"{v / 1e6:g}M-frame budget",
+    "env.num_envs": lambda v: f"{v} games at once",
+    "env.backend": lambda v: {"ale_vector": "ale-py vector env", "gymnasium": "gymnasium envs"}.get(v, str(v)),
+    "replay.n_step": lambda v: f"{v}-step returns",
+    "network.dueling": lambda v: "dueling" if v else "no dueling",
+    "replay.prioritized": lambda v: "prioritized replay" if v else "uniform replay",
+    "agent.value_head": lambda v: {"scalar": "DQN head", "c51": "C51", "qr_dqn": "QR-DQN", "iqn": "IQN"}.get(v, v),
+    "agent.epsilon_decay_start": lambda v: (
+        "epsilon held until learning starts" if v == "learning_starts" else "epsilon from frame 0"
+    ),
+    "env.protocol": lambda v: "sticky actions" if v == "machado" else "no sticky actions",
+    "eval.every_frames": lambda v: f"evaluated every {v / 1e6:g}M frames",
+    "eval.episodes": lambda v: f"{v}-game evaluations",
+    "replay.frames_on_device": lambda v: "replay frames on the GPU" if v else "replay frames in host memory",
+    "replay.capacity": lambda v: f"replay of {v:,}",
+}
+
+
+def describe_setting(key: str, value) -> str:
+    """A setting in words ('2M-frame budget'); others as `key=value`."""
+    describe = _SETTING_NAMES.get(key)
+    return str(describe(value)) if describe is not None and value is not None else f"{key}={value}"
+
+
 def group_runs(runs: list[Run]) -> list[Group]:
     groups: dict[tuple[str, str], Group] = {}
     for run in runs:
@@ -162,7 +189,9 @@ def group_runs(runs: list[Run]) -> list[Group]:
             values = list(namesakes.values())
             differ = sorted(k for k in set().union(*values) if len({json.dumps(v.get(k)) for v in values}) > 1)
             mine = namesakes[g.signature]
-            shown = ", ".join(f"{k}={mine.get(k)}" for k in differ[:3]) + (", ..." if len(differ) > 3 else "")
+            shown = ", ".join(describe_setting(k, mine.get(k)) for k in differ[:3]) + (
+                ", ..." if len(differ) > 3 else ""
+            )
             labels[i] = f"{g.name} ({shown})"
     for g, label in zip(out, labels, strict=True):
         g.name = label
@@ -203,7 +232,16 @@ def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
         else:
             (line,) = ax.plot(cx, cy, linewidth=1, color=colour, label=label)
         colour = line.get_color()
-        ax.annotate(f"s{r.seed}", (cx[-1], cy[-1]), textcoords="offset points", xytext=(3, 0), fontsize=7, color=colour)
+        # named at its end, inside the axes (the label must not fall off the figure's edge)
+        ax.annotate(
+            f"s{r.seed}",
+            (cx[-1], cy[-1]),
+            textcoords="offset points",
+            xytext=(-2, 4),
+            fontsize=7,
+            color=colour,
+            ha="right",
+        )
 
 
 def _draw_mean_and_band(ax, curves, name: str) -> None:
@@ -216,19 +254,48 @@ def _draw_mean_and_band(ax, curves, name: str) -> None:
     ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-def plot(paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "frames") -> tuple[Path, list[Group]]:
+# Published learning curves `plot --reference` overlays (dqn_atari/data/dopamine_baselines.csv).
+REFERENCES = {
+    "dopamine-dqn": ("dqn", "Dopamine DQN"),
+    "dopamine-dqn-adam-mse": ("dqn-adam-mse", "Dopamine DQN (Adam + MSE)"),
+    "dopamine-rainbow": ("rainbow", "Dopamine Rainbow"),
+}
+# Lines every panel of a game gets: the human tester's score of the normalisation table, and
+# what this project calls solved.
+SOLVED = {"Pong": 18.0}
+
+
+def dopamine_curve(game: str, reference: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(frames, mean training return, runs) of a Dopamine agent on a game, from its baselines data."""
+    from importlib import resources
+
+    agent = REFERENCES[reference][0]
+    text = resources.files("dqn_atari.data").joinpath("dopamine_baselines.csv").read_text()
+    rows = [r for r in csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))]
+    mine = [r for r in rows if r["game"] == game and r["agent"] == agent]
+    frames = np.array([float(r["frames"]) for r in mine])
+    values = np.array([float(r["mean_return"]) for r in mine])
+    return frames, values, int(mine[0]["runs"]) if mine else 0
+
+
+def plot(
+    paths, out: str | Path = "curves.png", metric: str = "eval", x: str = "frames", references: tuple[str, ...] = ()
+) -> tuple[Path, list[Group]]:
     import matplotlib.pyplot as plt
 
-    fig, groups = draw_curves(paths, metric, x)
+    fig, groups = draw_curves(paths, metric, x, references)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150, bbox_inches="tight")  # the legend below the axes included
+    fig.savefig(out, dpi=150, bbox_inches="tight")  # nothing clipped: labels and legend included
     plt.close(fig)
     return out, groups
 
 
-def draw_curves(paths, metric: str = "eval", x: str = "frames"):
-    """The learning-curve figure (one panel per game) and the groups drawn in it."""
+def draw_curves(paths, metric: str = "eval", x: str = "frames", references: tuple[str, ...] = ()):
+    """The learning-curve figure and the groups drawn in it: one full-width panel per game,
+    stacked, the legend below each naming its conditions; reference lines for the human score
+    and a solved game; published curves (`references`, on the frames axis) as points labelled
+    with their protocol."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -237,8 +304,10 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
 
     groups = group_runs(find_runs(paths))
     games = sorted({g.game for g in groups})
-    fig, axes = plt.subplots(1, len(games), figsize=(5.2 * len(games), 4.4), squeeze=False)
-    for ax, game in zip(axes[0], games, strict=True):
+    if x == "hours" and references:
+        raise ResultsError("published curves have no wall clock: draw --reference against --x frames")
+    fig, axes = plt.subplots(len(games), 1, figsize=(9.0, 4.6 * len(games)), squeeze=False, layout="constrained")
+    for ax, game in zip(axes[:, 0], games, strict=True):
         for g in (g for g in groups if g.game == game):
             runs = [r for r in g.runs if len(curve(r, metric, x)[0])]
             if not runs:
@@ -247,23 +316,77 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames"):
                 _draw_seeds(ax, runs, g.name, metric, x)
             else:
                 _draw_mean_and_band(ax, [curve(r, metric, x) for r in runs], g.name)
-        ax.set_title(f"{game}: points, mean of the games; bars, +/- 1 std" if metric == "eval" else game, fontsize=9)
+        # The published curves over the frames these runs cover (and one iteration more).
+        covered = max(
+            (
+                curve(r, metric, x)[0].max()
+                for g in groups
+                if g.game == game
+                for r in g.runs
+                if len(curve(r, metric, x)[0])
+            ),
+            default=0.0,
+        )
+        for reference, marker in zip(references, "Dsv^", strict=False):
+            frames, values, published_runs = dopamine_curve(game, reference)
+            keep = frames <= covered + 1e6
+            frames, values = frames[keep], values[keep]
+            if len(frames):
+                ax.plot(
+                    frames,
+                    values,
+                    linestyle="none",
+                    marker=marker,
+                    markersize=5,
+                    label=f"{REFERENCES[reference][1]}: training return per 1M frames, mean of {published_runs} runs, "
+                    f"sticky actions (Dopamine's baselines data)",
+                )
+        _reference_lines(ax, game)
+        what = "evaluation during training: points, mean of its games; bars, +/- 1 std over games"
+        ax.set_title(f"{game}: {what}" if metric == "eval" else f"{game}: training games", fontsize=10, loc="left")
         ax.set_xlabel("emulator frames" if x == "frames" else "wall-clock hours")
         if x == "frames":  # 250k, 1.5M: short tick labels that never run into each other
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-            ax.xaxis.set_major_locator(MaxNLocator(6, steps=[1, 2, 2.5, 5, 10]))
-        ax.set_ylabel("evaluation score (raw)" if metric == "eval" else "training game score (raw, 10-game mean)")
+            ax.xaxis.set_major_locator(MaxNLocator(8, steps=[1, 2, 2.5, 5, 10]))
+        ax.set_ylabel("raw game score" if metric == "eval" else "raw game score, 10-game running mean")
         ax.grid(alpha=0.3)
-        # below the axes: group labels that name their settings are long, and must hide no curve
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
-    fig.tight_layout()
+        ax.margins(x=0.02)
+        # below the axes: labels that name their conditions are long, and must hide no curve
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.14), frameon=False, ncol=1)
     return fig, groups
+
+
+def _reference_lines(ax, game: str) -> None:
+    """Dashed horizontal lines, labelled at the right inside the axes: the human tester's score
+    (DQN Zoo's table, as every human-normalised number here) and, for Pong, solved (18)."""
+    from dqn_atari.evaluation import reference_scores
+
+    lines = []
+    human = reference_scores().get(game)
+    if human is not None:
+        lines.append((human[1], f"human {human[1]:g} (DQN Zoo's table)"))
+    if game in SOLVED:
+        lines.append((SOLVED[game], f"solved, {SOLVED[game]:g}"))
+    for value, text in lines:
+        ax.axhline(value, color="0.35", linestyle="--", linewidth=0.8)
+        ax.annotate(
+            text,
+            (1.0, value),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7,
+            color="0.25",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},
+        )
 
 
 @dataclass
 class Score:
     value: float
     source: str  # where the number came from: file, games, epsilon, frames
+    frames: int = 0  # the frames the score was measured at
 
 
 def final_evaluation(run: Run) -> Score:
@@ -283,7 +406,7 @@ def final_evaluation(run: Run) -> Score:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # absent or damaged: not an evaluation to report
         source = f"{path.relative_to(run.path)}: {games} games, epsilon {epsilon:g}, {frames:,} frames"
-        candidates.append(((frames, games, epsilon == 0.05), Score(mean, source)))
+        candidates.append(((frames, games, epsilon == 0.05), Score(mean, source, frames)))
     if candidates:
         return max(candidates, key=lambda c: c[0])[1]
     points = run.metrics.get(TAGS["eval"])
@@ -291,7 +414,7 @@ def final_evaluation(run: Run) -> Score:
         frames, value = points[-1]
         games, epsilon = run.config["eval"]["episodes"], run.config["eval"]["epsilon"]
         return Score(
-            value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames"
+            value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames", frames
         )
     return Score(float("nan"), "no evaluation")
 
@@ -336,6 +459,7 @@ def summarize(paths, reps: int = 10_000) -> dict:
                 "ci95": [low, high],
                 "human_normalized": None if hns[0] is None else float(np.mean([h for h in hns if h is not None])),
                 "per_seed": {int(r.seed): e.value for r, e in zip(g.runs, evaluations, strict=True)},
+                "frames_per_seed": {int(r.seed): e.frames for r, e in zip(g.runs, evaluations, strict=True)},
                 "source": {int(r.seed): e.source for r, e in zip(g.runs, evaluations, strict=True)},
                 # CleanRL's metric: training games at the final epsilon
                 "training_return_mean": float(np.mean([t.value for t in trainings])),
@@ -385,9 +509,15 @@ def summary_markdown(summary: dict) -> str:
         )
         per_seed = ", ".join(f"{v:.1f}" for v in r["per_seed"].values())
         train_per_seed = ", ".join(f"{v:.1f}" for v in r["training_return_per_seed"].values())
+        mean = f"{r['mean']:.2f}"
+        frames = set(r.get("frames_per_seed", {}).values())
+        if len(frames) > 1:  # a mean over different frame counts is no one's score at any frame count
+            at = ", ".join(f"{f / 1e6:.2f}M" for f in r["frames_per_seed"].values())
+            mean, ci, hn = f"n/a (seeds evaluated at {at} frames)", "n/a", "n/a"
+        train_mean = f"{r['training_return_mean']:.2f}" if len(frames) <= 1 else "n/a"
         lines.append(
-            f"| {r['game']} | {r['config']} | {r['seeds']} | {r['mean']:.2f} | {per_seed} | {ci} | {hn} "
-            f"| {r['training_return_mean']:.2f} | {train_per_seed} |"
+            f"| {r['game']} | {r['config']} | {r['seeds']} | {mean} | {per_seed} | {ci} | {hn} "
+            f"| {train_mean} | {train_per_seed} |"
         )
         for seed in r["source"]:
             sources.append(

@@ -87,10 +87,16 @@ def _check_time_fields(text: str) -> None:
     carry 99:99:99 over into days without a word."""
     days, _, clock = text.rpartition("-")
     parts = [int(x) for x in clock.split(":")]
-    limits = {1: [None], 2: [None, 60], 3: [None, 60, 60]}[len(parts)] if not days else [24, 60, 60]
-    names = ["hours", "minutes", "seconds"] if days or len(parts) == 3 else ["minutes", "seconds"]
-    for value, limit, name in zip(parts, limits, names, strict=False):
-        if limit is not None and value >= limit:
+    if days:  # D-HH, D-HH:MM, D-HH:MM:SS
+        fields = list(zip(parts, [24, 60, 60], ["hours", "minutes", "seconds"], strict=False))
+    elif len(parts) == 3:  # HH:MM:SS
+        fields = list(zip(parts[1:], [60, 60], ["minutes", "seconds"], strict=True))
+    elif len(parts) == 2:  # MM:SS
+        fields = [(parts[1], 60, "seconds")]
+    else:  # MM
+        fields = []
+    for value, limit, name in fields:
+        if value >= limit:
             raise SlurmError(f"--time {text!r}: {value} {name} is out of range (below {limit}); e.g. 1-12:00:00")
 
 
@@ -176,7 +182,9 @@ class _ProfileLoader(yaml.SafeLoader):
 
 
 _ProfileLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    first: [
+        (tag, regexp) for tag, regexp in resolvers if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+    ]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 for _tag, _pattern in (

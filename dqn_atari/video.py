@@ -28,27 +28,31 @@ def upscale(frame: np.ndarray, factor: int) -> np.ndarray:
 
 
 def q_label(action_name: str, q: float) -> str:
-    return f"{action_name} {q:+.2f}"
+    """The action's name and its Q-value to 3 significant figures (0.0123 and 12.3 alike)."""
+    return f"{action_name} {q:+.3g}"
 
 
 def agent_panel(
     stack: np.ndarray, q_values: np.ndarray, action: int | None, action_names: list[str], height: int
 ) -> np.ndarray:
     """RGB panel drawn at its final height (text is never rescaled): the 4 stacked 84x84 frames
-    the network sees, labelled oldest (t-3) to newest (t), and one bar per action's Q-value,
+    the network sees, labelled oldest (t-3) to newest (t) in a strip above each (never over the
+    game's pixels), and one bar per action's Q-value,
     scaled between this frame's lowest and highest Q; the action taken (which may be a random
     one) is green; `action` is None on the final screen. Fits all 18 actions of the full action set."""
     unit = height / PANEL_HEIGHT
     width = int(round(PANEL_WIDTH * unit))
     panel = np.full((height, width, 3), 24, dtype=np.uint8)
     font, small = cv2.FONT_HERSHEY_SIMPLEX, 0.36 * unit
-    tile, gap = int(160 * unit), int(164 * unit)
+    tile, gap, label = int(150 * unit), int(164 * unit), int(14 * unit)
     for i, frame in enumerate(stack[-4:]):
-        y, x = int(8 * unit) + (i // 2) * gap, int(8 * unit) + (i % 2) * gap
-        panel[y : y + tile, x : x + tile] = cv2.resize(frame, (tile, tile), interpolation=cv2.INTER_NEAREST)[..., None]
+        y, x = int(4 * unit) + (i // 2) * (tile + label + int(4 * unit)), int(8 * unit) + (i % 2) * gap
         name = "t (newest)" if i == 3 else f"t-{3 - i}"
-        cv2.putText(panel, name, (x + 3, y + int(12 * unit)), font, small, (255, 200, 0), 1, cv2.LINE_AA)
-    top = int(8 * unit) + 2 * gap + int(2 * unit)
+        cv2.putText(panel, name, (x, y + label - int(3 * unit)), font, small, (255, 200, 0), 1, cv2.LINE_AA)
+        panel[y + label : y + label + tile, x : x + tile] = cv2.resize(
+            frame, (tile, tile), interpolation=cv2.INTER_NEAREST
+        )[..., None]
+    top = int(4 * unit) + 2 * (tile + label + int(4 * unit))
     cv2.putText(
         panel,
         "Q per action, scaled per frame; green: taken",

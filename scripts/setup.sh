@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up dqn_atari in ./.venv from a clean clone. Safe to run again: it only installs what is missing.
+# With --with-slurm it also installs Debian's SLURM daemons (root and apt), which the SLURM tests
+# run as a real one-node cluster (slurm/local-cluster/); without it those tests are skipped.
 #
 # torch is installed first and pinned, because an open `torch` requirement makes pip fetch a
 # multi-GB CUDA build. `torch==2.13.0` resolves to the CPU wheel on machines that keep one in
@@ -8,6 +10,14 @@
 #   TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" bash scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+WITH_SLURM=0
+for arg in "$@"; do
+    case "$arg" in
+        --with-slurm) WITH_SLURM=1 ;;
+        *) echo "setup.sh: unknown option $arg (known: --with-slurm)" >&2; exit 2 ;;
+    esac
+done
 
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
@@ -25,3 +35,6 @@ fi
 # (The grep only hides a harmless warning about this machine's local package index.)
 "${PIP[@]}" install -e ".[test]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 .venv/bin/python -c "import dqn_atari, torch; print(f'dqn_atari ready: torch {torch.__version__}, cuda={torch.cuda.is_available()}')"
+if [ "$WITH_SLURM" = 1 ]; then
+    bash slurm/local-cluster/install.sh
+fi

@@ -1,6 +1,8 @@
 """End to end: the full code path (grayscale/resize/stack wrappers, AtariVector, replay, agent,
 trainer) learns Catch to near-optimal play in a few minutes on 2 CPU cores."""
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -30,7 +32,12 @@ HEADS = {
     "dqn": [],
     "rainbow": RAINBOW,
     "qr-dqn": ["agent.value_head=qr_dqn", "agent.quantiles=32"],
-    "iqn": ["agent.value_head=iqn", "agent.iqn_tau_samples=8", "agent.iqn_tau_prime_samples=8", "agent.iqn_policy_samples=8"],
+    "iqn": [
+        "agent.value_head=iqn",
+        "agent.iqn_tau_samples=8",
+        "agent.iqn_tau_prime_samples=8",
+        "agent.iqn_policy_samples=8",
+    ],
     "dqn-bf16": ["train.precision=bf16"],
 }
 # 44 x 44 frames: Catch's cells stay visible and each update costs a quarter of 84 x 84's.
@@ -41,7 +48,7 @@ def _has_bf16_units() -> bool:
     """A CPU with bfloat16 matrix units (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, several
     times slower than fp32 (6.5x on this project's AVX2 machine)."""
     try:
-        flags = open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
@@ -90,9 +97,7 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent, device):
             *HEADS[agent],
         ],
     )
-    envs = AtariVector(
-        gym.vector.SyncVectorEnv([lambda: make_catch(FRAME)], autoreset_mode=AutoresetMode.SAME_STEP)
-    )
+    envs = AtariVector(gym.vector.SyncVectorEnv([lambda: make_catch(FRAME)], autoreset_mode=AutoresetMode.SAME_STEP))
     trainer = Trainer(cfg, tmp_path, envs=envs)
     trainer.train()
     trainer.close()

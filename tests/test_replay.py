@@ -161,6 +161,9 @@ class Stream:
         (1, 40, 1, None, "first_frame", True, 0),  # Baselines/CleanRL stacks
         (3, 120, 3, None, "first_frame", True, 41),
         (2, 50, 2, "cpu", "first_frame", False, 0),
+        # the sampler that runs on the frames' device, here in torch on the CPU: every rule
+        (3, 90, 3, "cpu", "zeros", False, 37),
+        (3, 120, 3, "cpu", "first_frame", True, 41),
         pytest.param(3, 60, 1, "cuda", "zeros", False, 0, marks=ON_CUDA),
         pytest.param(3, 90, 3, "cuda", "first_frame", True, 37, marks=ON_CUDA),
     ],
@@ -168,8 +171,8 @@ class Stream:
 def test_samples_match_brute_force_reference_after_every_add(
     num_envs, capacity, n_step, frames_device, padding, restart, abrupt_every
 ):
-    """frames_device='cpu' runs the torch frame store (the path a GPU store takes) on the CPU;
-    'cuda' runs it on a GPU where there is one."""
+    """frames_device='cpu' runs the torch frame store and the sampler that draws on the frames'
+    device (the path a GPU store takes) on the CPU; 'cuda' runs them on a GPU where there is one."""
     rng = np.random.default_rng(num_envs * 100 + capacity)
     gamma = 0.9
     buf = ReplayBuffer(
@@ -209,9 +212,10 @@ def test_samples_match_brute_force_reference_after_every_add(
     assert len(sampled_positions) > 0.5 * ring * num_envs
 
 
-def test_every_valid_transition_can_be_sampled_and_no_invalid_one_is():
+@pytest.mark.parametrize("frames_device", [None, "cpu"], ids=["host", "device-sampler"])
+def test_every_valid_transition_can_be_sampled_and_no_invalid_one_is(frames_device):
     rng = np.random.default_rng(7)
-    buf = ReplayBuffer(30, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.5, seed=3)
+    buf = ReplayBuffer(30, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.5, seed=3, frames_device=frames_device)
     stream = Stream(2, rng, 0.5, 2)
     for _ in range(77):  # wrapped twice and a bit
         stream.step(buf)
@@ -224,7 +228,7 @@ def test_every_valid_transition_can_be_sampled_and_no_invalid_one_is():
     seen = set()
     for _ in range(300):
         b = buf.sample(32)
-        seen.update(zip(b.env_index.tolist(), b.position.tolist(), strict=True))
+        seen.update(zip(on_host(b.env_index).tolist(), on_host(b.position).tolist(), strict=True))
     assert seen == expected
 
 
@@ -305,12 +309,15 @@ def test_save_load_gives_identical_samples(tmp_path, frames_device):
     for _ in range(70):
         stream.step(buf)
     buf.save(tmp_path / "r")
-    copy = ReplayBuffer(50, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.9, seed=999)
+    # another seed: the sampling streams come back with the save
+    copy = ReplayBuffer(
+        50, 2, frame_shape=FRAME, stack=STACK, n_step=2, gamma=0.9, seed=999, frames_device=frames_device
+    )
     copy.load(tmp_path / "r")
     for _ in range(5):
         a, b = buf.sample(32), copy.sample(32)
         for field in ("obs", "next_obs", "actions", "rewards", "discounts", "position"):
-            np.testing.assert_array_equal(on_host(getattr(a, field)), getattr(b, field))
+            np.testing.assert_array_equal(on_host(getattr(a, field)), on_host(getattr(b, field)))
 
 
 def test_format_1_save_without_back_bits_loads_to_identical_samples(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,8 @@ CLUSTER = ROOT / "slurm" / "local-cluster"
 def cluster(tmp_path_factory):
     if os.environ.get("DQN_ATARI_NO_SLURM") == "1":
         pytest.skip("DQN_ATARI_NO_SLURM=1: no local SLURM cluster on this machine")
+    if not all(shutil.which(c) for c in ("slurmctld", "slurmd", "sbatch", "munged")):
+        pytest.skip("SLURM is not installed: `bash scripts/setup.sh --with-slurm` installs it (root, apt)")
     state = tmp_path_factory.mktemp("slurm")
     up = subprocess.run(["bash", str(CLUSTER / "up.sh"), str(state)], capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, f"could not start the local SLURM cluster: {up.stderr}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Start a real one-node SLURM cluster on loopback, for tests and for trying `dqn-atari submit`.
 #   eval "$(bash slurm/local-cluster/up.sh [STATE_DIR])"    # prints `export SLURM_CONF=...`
-# Installs Debian's slurmctld, slurmd, slurm-client and munge if missing (needs root and apt).
-# Everything else (munge key, slurm.conf, state, logs, pid files) lives in STATE_DIR
+# Needs Debian's slurmctld, slurmd, slurm-client and munge: `bash scripts/setup.sh --with-slurm`
+# installs them (root and apt). Everything else (munge key, slurm.conf, state, logs, pid files) lives in STATE_DIR
 # (default: a new temporary directory). Stop it with down.sh STATE_DIR.
 set -euo pipefail
 
@@ -11,12 +11,8 @@ mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
-    if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-        echo "up.sh: SLURM is not installed and this is not a root Debian machine; install slurmctld slurmd slurm-client munge" >&2
-        exit 1
-    fi
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        slurmctld slurmd slurm-client munge) >"$STATE/apt.log" 2>&1 || { cat "$STATE/apt.log" >&2; exit 1; }
+    echo "up.sh: SLURM is not installed; \`bash scripts/setup.sh --with-slurm\` installs it (root, apt)" >&2
+    exit 1
 fi
 
 # munge: a key of our own and a socket in STATE, so nothing of the machine's is touched.
