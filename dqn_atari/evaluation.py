@@ -442,7 +442,9 @@ def evaluate_checkpoint(
             "table": REFERENCE_SOURCE,
         },
         "per_episode": [asdict(r) for r in results],
-        "videos": [_relative(Path(v), run) for v in _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif)]
+        "videos": [
+            _relative(Path(v), run) for v in _keep_videos(results, recorders, out, keep_videos, gif_seconds, write_gif)
+        ]
         if video
         else [],
         "config": cfg,

@@ -54,15 +54,17 @@ class DamagedFrames(ReplayError):
 
 @dataclass
 class Batch:
-    """uint8 stacks and per-transition arrays. `obs` and `next_obs` may be views of one gather."""
+    """uint8 stacks and per-transition arrays: numpy arrays, or with the frames on a device
+    torch tensors there (the frames always; every field where the batch was drawn there).
+    `obs` and `next_obs` may be views of one gather."""
 
-    obs: np.ndarray  # (B, stack, H, W) uint8 (a torch tensor when the frames live on a device)
-    actions: np.ndarray  # (B,) int64
-    rewards: np.ndarray  # (B,) float32, n-step discounted sum of learning rewards
-    discounts: np.ndarray  # (B,) float32, gamma^k, or 0 where a learning terminal came first
-    next_obs: np.ndarray  # (B, stack, H, W) uint8
-    env_index: np.ndarray  # (B,) which ring
-    position: np.ndarray  # (B,) which entry of the ring
+    obs: np.ndarray | torch.Tensor  # (B, stack, H, W) uint8
+    actions: np.ndarray | torch.Tensor  # (B,) int64
+    rewards: np.ndarray | torch.Tensor  # (B,) float32, n-step discounted sum of learning rewards
+    discounts: np.ndarray | torch.Tensor  # (B,) float32, gamma^k, or 0 where a learning terminal came first
+    next_obs: np.ndarray | torch.Tensor  # (B, stack, H, W) uint8
+    env_index: np.ndarray | torch.Tensor  # (B,) which ring
+    position: np.ndarray | torch.Tensor  # (B,) which entry of the ring
     # (B,) float32 importance-sampling weights of prioritized replay; None for uniform sampling
     weights: np.ndarray | None = None
 

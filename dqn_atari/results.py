@@ -107,7 +107,9 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
             )
         runs.append(Run(d, game, seed, cfg, metrics, _wall_clock(d / "metrics.csv")))
     if not runs:
-        raise ResultsError(f"no runs with metrics.csv and config.yaml under {', '.join(map(str, paths))}")
+        held = sorted({p.name for path in map(Path, paths) if path.is_dir() for p in path.iterdir()})[:8]
+        there = f" (it holds: {', '.join(held)})" if held else " (it is empty)"
+        raise ResultsError(f"no runs with metrics.csv and config.yaml under {', '.join(map(str, paths))}{there}")
     return runs
 
 
@@ -414,7 +416,9 @@ def final_evaluation(run: Run) -> Score:
         frames, value = points[-1]
         games, epsilon = run.config["eval"]["episodes"], run.config["eval"]["epsilon"]
         return Score(
-            value, f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames", frames
+            value,
+            f"metrics.csv, evaluation during training: {games} games, epsilon {epsilon:g}, {frames:,} frames",
+            frames,
         )
     return Score(float("nan"), "no evaluation")
 

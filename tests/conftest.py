@@ -10,8 +10,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = ROOT / "configs"
 
-# Keep test runs on the 2-core CI machine from oversubscribing threads.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Tests run in 2 worker processes (pytest-xdist, `-n 2` in pyproject.toml): each gets its share of
+# the cores, for torch in this process and for the CLI processes the tests start.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 2) // _WORKERS)
+os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
+torch.set_num_threads(THREADS)
 # cuBLAS reads its workspace setting once, when it first starts: set here, before any test
 # touches a GPU, so the tests that turn on deterministic algorithms in-process may do so.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -45,3 +49,10 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def pytest_collection_modifyitems(items):
+    """The SLURM tests share one local cluster, whose ports are fixed: one worker runs them all."""
+    for item in items:
+        if item.get_closest_marker("slurm") is not None or item.module.__name__ == "test_slurm":
+            item.add_marker(pytest.mark.xdist_group("slurm"))

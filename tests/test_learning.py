@@ -90,7 +90,7 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent, device):
             "train.total_frames=2500",
             "train.learning_starts_steps=300",
             "train.train_frequency_steps=1",
-            "train.torch_threads=2",
+            "train.torch_threads=0",  # the test worker's share of the cores
             "log.progress=quiet",
             "log.every_steps=500",
             f"train.device={device}",

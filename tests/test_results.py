@@ -85,7 +85,7 @@ def test_plot_and_summarize_commands(runs, tmp_path):
     result = run_cli("plot", str(runs), "--out", str(png))
     assert result.returncode == 0, result.stderr
     with Image.open(png) as image:
-        assert image.size[0] > image.size[1] > 300  # two panels side by side
+        assert image.size[1] > image.size[0] > 1000  # two full-width panels, one under the other
     assert (
         run_cli("plot", str(runs), "--out", str(tmp_path / "h.png"), "--x", "hours", "--metric", "train").returncode
         == 0
