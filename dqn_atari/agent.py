@@ -262,7 +262,10 @@ class Agent:
 
     def _learning_step(self, batch: Batch, noise: UpdateNoise) -> dict[str, torch.Tensor]:
         """The update's device work, the same eagerly and inside a CUDA graph."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+        # No cache of casted weights under a CUDA graph: a cached cast would outlive the capture.
+        with torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.autocast, cache_enabled=not self.cuda_graph
+        ):
             terms = per_sample_loss(self.online, self.target, self.head, batch, noise, self.double_dqn)
         per_sample = terms.per_sample.float()
         weighted = per_sample if batch.weights is None else per_sample * batch.weights

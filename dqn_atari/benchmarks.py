@@ -314,28 +314,33 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     def updating(agent, b=batch):
         return sync(lambda: agent.update(b))
 
-    default = _agent("dqn", on)  # the config's defaults: channels-last, fp32
+    from dqn_atari.config import NetworkConfig
+
     contiguous = _agent("dqn", on, network={"channels_last": False})
-    bf16 = _agent("dqn", on, precision="bf16")
+    channels_last = _agent("dqn", on, network={"channels_last": True})
+    default_is_channels_last = NetworkConfig().channels_last
+    default = channels_last if default_is_channels_last else contiguous  # the config's layout, fp32
+    bf16 = _agent("dqn", on, network={"channels_last": True}, precision="bf16")
     bf16_contiguous = _agent("dqn", on, network={"channels_last": False}, precision="bf16")
     ours_rate, raw_rate = _paired(updating(default), sync(raw_update), seconds, block=5)
-    fp32_rate, cl_rate = _paired(updating(contiguous), updating(default), seconds, block=5)
+    fp32_rate, cl_rate = _paired(updating(contiguous), updating(channels_last), seconds, block=5)
     bf16_rate, bf16_nchw_rate = _paired(updating(bf16), updating(bf16_contiguous), seconds, block=5)
     weighted = _batch(on, weights=True)
     paired = {}
-    for kind in ("rainbow", "qr_dqn", "iqn"):
-        paired[kind] = _paired(updating(default), updating(_agent(kind, on), weighted), seconds, block=5)
+    for kind in ("rainbow", "qr_dqn", "iqn"):  # in NCHW, as the DQN update beside them
+        paired[kind] = _paired(updating(contiguous), updating(_agent(kind, on), weighted), seconds, block=5)
     out: dict[str, Any] = {
         "device": str(on),
         "batch_size": 32,
         "update_ms": 1000 / ours_rate,
         "raw_torch_update_ms": 1000 / raw_rate,
-        # NCHW is the layout every update used before channels-last became the default
+        # fp32 in NCHW: the update as it was before channels-last and bf16 were offered
         "update_ms_fp32": 1000 / fp32_rate,
         "update_ms_channels_last": 1000 / cl_rate,
         "update_ms_bf16": 1000 / bf16_rate,
         "update_ms_bf16_contiguous": 1000 / bf16_nchw_rate,
-        "update_ms_default": 1000 / cl_rate,
+        "update_ms_default": 1000 / (cl_rate if default_is_channels_last else fp32_rate),
+        "default_channels_last": default_is_channels_last,
     }
     for kind, (beside, rate) in paired.items():
         out[f"update_ms_beside_{kind}"] = 1000 / beside
@@ -638,21 +643,30 @@ def _loop_profile(run) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------- evaluate
-def bench_evaluate(seconds: float = 0.0, episodes: int = 30, max_episode_frames: int = 6_000) -> dict:
+def bench_evaluate(
+    seconds: float = 0.0, episodes: int = 30, max_episode_frames: int = 6_000, device: str | None = None
+) -> dict:
     """`episodes` Pong games of an untrained network at epsilon 0.05 (Nature protocol, games
     capped at `max_episode_frames` so that the benchmark ends in minutes), one at a time and
     side by side (one forward pass per step for all; emulators in worker processes where the
     machine has more than 2 cores, as `dqn-atari evaluate` does), in that order, with a check
-    that every game's report is the same both ways. `seconds` is unused: each is one pass."""
+    that every game's report is the same both ways. The network is on the GPU where there is
+    one (`dqn-atari evaluate --device cuda`). `seconds` is unused: each is one pass."""
     from dataclasses import asdict
 
     from dqn_atari.evaluation import GreedyPolicy, play_episodes
 
     cores = os.cpu_count() or 1
     processes = 1 if cores <= 2 else min(cores - 1, episodes)
-    network = _agent("nature", torch.device("cpu")).member_network(0)
+    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    network = _agent("nature", where).member_network(0)
     threads = torch.get_num_threads()
-    out: dict[str, Any] = {"episodes": episodes, "max_episode_frames": max_episode_frames, "processes": processes}
+    out: dict[str, Any] = {
+        "episodes": episodes,
+        "max_episode_frames": max_episode_frames,
+        "processes": processes,
+        "device": str(where),
+    }
     reports = []
     for name, at_once, workers, torch_threads in (("sequential", 1, 1, 1), ("side_by_side", None, processes, threads)):
         torch.set_num_threads(torch_threads)  # as `dqn-atari evaluate`: one thread for batch-1 passes
@@ -677,17 +691,23 @@ def bench_evaluate(seconds: float = 0.0, episodes: int = 30, max_episode_frames:
 
 # ---------------------------------------------------------------------------- population
 def bench_population(
-    seconds: float = 10.0, device: str | None = None, counts: tuple[int, ...] = (1, 2, 3, 4, 8), num_envs: int = 4
+    seconds: float = 10.0,
+    device: str | None = None,
+    counts: tuple[int, ...] = (1, 2, 3, 4, 8),
+    num_envs: int | None = None,
 ) -> dict:
     """Agent steps per second of the training loop (as `loop`: Pong, epsilon 0.01, an update
     every 4 agent steps, warm replays) for K seeds in one process, per seed and in total,
     beside the same K seeds run one after another in this process (each its own trainer, one
-    slice of steps each in turn), timed in alternating rounds. `num_envs` games per seed."""
+    slice of steps each in turn), timed in alternating rounds. `num_envs` games per seed:
+    by default 8 on a GPU (the GPU presets' count), 4 on a CPU."""
     import tempfile
 
     from dqn_atari.config import load_config
     from dqn_atari.trainer import Trainer
 
+    if num_envs is None:
+        num_envs = 8 if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda") else 4
     config, overrides = _loop_config(device)
     overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
     overrides += ["env.fire_on_life_loss=false", f"env.num_envs={num_envs}", "replay.capacity=20000"]

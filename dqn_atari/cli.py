@@ -291,8 +291,9 @@ def _parser() -> argparse.ArgumentParser:
             "loop",
             "loop_grid",
             "population",
-            "checkpoint",
+            "evaluate",
             "video",
+            "checkpoint",
             "all",
         ],
     )

@@ -95,8 +95,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         # cuBLAS is only deterministic with a fixed workspace, which it reads from the
         # environment when it first starts (torch refuses its matrix products otherwise).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
+        deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+
+
+def deterministic_algorithms(mode: bool) -> None:
+    """torch's deterministic-algorithms flag. `torch.use_deterministic_algorithms` also imports
+    TorchInductor's config to set the compiler's copy of the flag, which adds seconds to a run's
+    start-up (2 to 6 s measured on a 2-core AMD EPYC); nothing here compiles with Inductor, so
+    the kernels' flag is set alone."""
+    set_flag = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if set_flag is None:  # a torch without it: the public call
+        torch.use_deterministic_algorithms(mode)
+    else:
+        set_flag(mode)
 
 
 # Settings that may differ between the members of a population: each seed's own.

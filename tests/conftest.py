@@ -49,10 +49,3 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproce
 @pytest.fixture
 def cli():
     return run_cli
-
-
-def pytest_collection_modifyitems(items):
-    """The SLURM tests share one local cluster, whose ports are fixed: one worker runs them all."""
-    for item in items:
-        if item.get_closest_marker("slurm") is not None or item.module.__name__ == "test_slurm":
-            item.add_marker(pytest.mark.xdist_group("slurm"))

@@ -17,13 +17,14 @@ import pytest
 import torch
 from conftest import CONFIGS, ON_CUDA, ROOT, run_cli
 
-# 1,000 agent steps, a checkpoint every 250, learning from step 200, batches of 8 (what these
-# tests check does not depend on the batch size; the update's cost does): a few seconds a run.
+# 1,000 agent steps, a checkpoint every 250, learning from step 200, batches of 8 and a head of
+# 64 units (what these tests check depends on neither; the update's cost does): seconds a run.
 BASE = [
     str(CONFIGS / "smoke.yaml"),
     "train.total_frames=4000",
     "train.learning_starts_steps=200",
     "train.batch_size=8",
+    "network.hidden_size=64",
     "checkpoint.every_frames=1000",
     "checkpoint.keep_last=2",
     "train.deterministic=true",
@@ -107,7 +108,15 @@ RAINBOW = [
         pytest.param(RAINBOW, id="rainbow"),
         # The quantile heads: IQN draws its fractions from each seed's generator, which must resume.
         pytest.param(["agent.value_head=qr_dqn", "agent.quantiles=32"], id="qr-dqn"),
-        pytest.param(["agent.value_head=iqn", "agent.iqn_tau_samples=8", "agent.iqn_tau_prime_samples=8"], id="iqn"),
+        pytest.param(
+            [
+                "agent.value_head=iqn",
+                "agent.iqn_tau_samples=8",
+                "agent.iqn_tau_prime_samples=8",
+                "agent.iqn_policy_samples=8",
+            ],
+            id="iqn",
+        ),
         # On a GPU: frames kept there, and host frames through pinned memory with noisy layers
         # drawing from the CUDA generator (its state must come back with the checkpoint).
         pytest.param(["train.device=cuda", "replay.frames_on_device=true"], id="dqn-cuda-frames-on-gpu", marks=ON_CUDA),

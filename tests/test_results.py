@@ -60,8 +60,8 @@ def test_runs_with_another_frame_budget_are_another_group(tmp_path):
     make_run(tmp_path, "2m-0", "Pong", 0, 5.0, ["train.total_frames=2000000"])
     groups = group_runs(find_runs([tmp_path]))
     assert sorted((g.name, len(g.runs)) for g in groups) == [
-        ("pong-fast (train.total_frames=1000000)", 2),
-        ("pong-fast (train.total_frames=2000000)", 1),
+        ("pong-fast (1M-frame budget)", 2),
+        ("pong-fast (2M-frame budget)", 1),
     ]
 
 
@@ -147,7 +147,8 @@ def test_few_seeds_are_drawn_one_line_each_and_many_get_a_labelled_band(runs, tm
     fig, _ = draw_curves([runs / "pong-0", runs / "pong-1"])
     (ax,) = fig.axes
     assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # 2 seeds: no band
-    assert {t.get_text() for t in ax.texts} == {"s0", "s1"}
+    # each seed named at its line's end, beside the human and solved reference lines
+    assert {t.get_text() for t in ax.texts} == {"s0", "s1", "human 14.6 (DQN Zoo's table)", "solved, 18"}
     assert "seeds 0, 1 (one line each)" in ax.get_legend().get_texts()[0].get_text()
     assert ax.lines[0].get_marker() == "o"  # evaluations are points, with their spread
     plt.close(fig)

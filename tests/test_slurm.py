@@ -153,8 +153,8 @@ def held_job() -> str:
 @pytest.mark.e2e
 def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tmp_path):
     """Three tasks: 0 completes, 1 and 2 run; 2 holds the array's own job id. The time-limit
-    warning to 2 requeues 2 only; a plain scancel of 1, then of the whole array, cancels them
-    for good, each after a checkpoint."""
+    warning to 2 requeues 2 only; an admin's requeue of 1 brings 1 back, resumed; a plain
+    scancel of 1, then of the whole array, cancels them for good, each after a checkpoint."""
     sweep = tmp_path / "sweep"
     blocker = held_job()
     result = submit(
@@ -191,6 +191,14 @@ def test_one_warned_task_requeues_alone_and_scancel_cancels_for_good(cluster, tm
     assert rows[0][3] == "COMPLETED" and task_log(sweep, 0).count("restart ") == 1  # not run again
     assert rows[1][3] == "RUNNING" and task_log(sweep, 1).count("restart ") == 1 and rows[1][6] == "0"
     assert "site setup ran" in task_log(sweep, 2) and "torch threads 1" in task_log(sweep, 2)
+
+    # An admin's requeue: SLURM stops the task with TERM and queues it again itself.
+    subprocess.run(["scontrol", "requeue", f"{job}_1"], check=True)
+    wait_for(sweep, lambda rows: rows[1][3] == "RUNNING" and "resumed from" in task_log(sweep, 1))
+    assert f"(SLURM requeues task {job}_1: scontrol requeue or preemption): checkpoint written; it resumes" in (
+        task_log(sweep, 1)
+    )
+    assert "not requeued" not in task_log(sweep, 1)
 
     subprocess.run(["scancel", f"{job}_1"], check=True)
     wait_for(sweep, lambda rows: rows[1][3] == "CANCELLED")

@@ -9,7 +9,7 @@ from conftest import CONFIGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dqn_atari.config import load_config
-from dqn_atari.trainer import Trainer
+from dqn_atari.trainer import Trainer, deterministic_algorithms, seed_everything
 
 
 def test_replay_ratio_is_the_configured_one_with_parallel_envs(tmp_path):
@@ -36,7 +36,9 @@ def test_replay_ratio_is_the_configured_one_with_parallel_envs(tmp_path):
 
 def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     run = tmp_path / "run"
-    result = cli("train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "log.every_steps=250", "seed=3")
+    result = cli(
+        "train", str(CONFIGS / "smoke.yaml"), f"run_dir={run}", "log.every_steps=250", "seed=3", "train.batch_size=8"
+    )
     assert result.returncode == 0, result.stderr
     assert "done: 8,000 frames" in result.stdout
     resolved = load_config(run / "config.yaml")
@@ -277,3 +279,16 @@ def test_progress_rate_and_time_left_come_from_the_learning_phase_only():
     pace = progress.pace(19_000)
     assert pace["frames/s"] == "1,000" and pace["left"] == "1m21s"  # 81,000 frames at 1,000 frames/s
     progress.close()
+
+
+def test_train_deterministic_turns_on_torchs_deterministic_algorithms():
+    """train.deterministic sets torch's flag (without the public call's compiler import)."""
+    before = torch.are_deterministic_algorithms_enabled()  # other in-process tests may have set it
+    try:
+        deterministic_algorithms(False)
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        deterministic_algorithms(False)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        deterministic_algorithms(before)

@@ -28,7 +28,19 @@ munged --force --key-file="$STATE/munge/munge.key" --socket="$MUNGE_SOCKET" \
 chmod 755 "$STATE/munge"  # clients need to reach the socket
 
 HOST=$(hostname -s)
-CPUS=$(getconf _NPROCESSORS_ONLN)  # not nproc: it obeys OMP_NUM_THREADS
+# Two free ports for slurmctld and slurmd: SLURM's own 6817 and 6818 where nothing listens there,
+# else the next free pair, so that several such clusters (pytest's workers, say) run side by side.
+# The lock keeps two of them from choosing the same pair before either has bound it.
+exec 9>"${TMPDIR:-/tmp}/dqn-atari-local-cluster.lock"
+flock -w 120 9
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+PORT=6817
+while listening "$PORT" || listening $((PORT + 1)); do
+    PORT=$((PORT + 2))
+done
+# The node's CPUs and topology as slurmd itself detects them: a NodeName line that claims more
+# than slurmd finds (a container's CPU set, say) leaves the node invalid instead of idle.
+TOPOLOGY=$(slurmd -C | head -n 1 | tr ' ' '\n' | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')
 MEM=$(( $(free -m | awk '/^Mem:/ {print $2}') * 8 / 10 ))
 mkdir -p "$STATE/spool/ctld" "$STATE/spool/d" "$STATE/log"
 cat >"$STATE/slurm.conf" <<CONF
@@ -45,8 +57,8 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdLogFile=$STATE/log/slurmd.log
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$PORT
+SlurmdPort=$((PORT + 1))
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -61,18 +73,27 @@ MpiDefault=none
 SchedulerParameters=bf_interval=1,sched_interval=2
 MinJobAge=300
 DefMemPerCPU=2000
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 ${TOPOLOGY}RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 CONF
 export SLURM_CONF="$STATE/slurm.conf"
-slurmctld -c
-slurmd
-for _ in $(seq 1 60); do
+# 9>&-: the daemons do not hold the port lock
+slurmctld -c 9>&-
+slurmd 9>&-
+# Within a second on an idle machine; a loaded one (tests beside it) may take longer.
+for _ in $(seq 1 120); do
     if sinfo -h -o %t 2>/dev/null | grep -qE '^idle'; then
         echo "export SLURM_CONF=$SLURM_CONF"
         exit 0
     fi
     sleep 0.5
 done
-echo "up.sh: the node did not become idle; logs in $STATE/log" >&2
+{
+    echo "up.sh: the node did not become idle in 60 s (state: $(sinfo -h -o '%t %E' 2>/dev/null || echo 'no answer')); logs in $STATE/log"
+    for log in "$STATE/log/slurmctld.log" "$STATE/log/slurmd.log"; do
+        echo "--- last lines of $log"
+        tail -n 15 "$log" 2>/dev/null || true
+    done
+} >&2
+bash "$(dirname "$0")/down.sh" "$STATE" >/dev/null 2>&1  # nothing of a failed start stays running
 exit 1
