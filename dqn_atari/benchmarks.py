@@ -202,6 +202,11 @@ def _prioritized_sampling(seconds: float, capacity: int) -> dict:
 
 
 # ---------------------------------------------------------------------------- learner
+def _device(device: str | None) -> torch.device:
+    """The device a benchmark runs on: the one asked for, else the GPU where there is one."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def _agent(kind: str, on: torch.device, members: int = 1, **settings):
     """The agents the README reports, from fixed seeds (the same initial weights whatever
     `settings` change): DQN (Adam, MSE, as CleanRL), Nature DQN (DeepMind's RMSProp, Huber),
@@ -280,7 +285,7 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     import torch.nn.functional as F
     from torch import nn
 
-    on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on = _device(device)
     batch = _batch(on)
     obs, actions, rewards, discounts, next_obs = (t[0] for t in batch[:5])
 
@@ -395,7 +400,7 @@ def bench_update_gpu(seconds: float = 3.0, device: str | None = None) -> dict:
     # The graph-vs-eager comparison runs with deterministic algorithms (otherwise cuDNN's weight
     # gradients differ from run to run by themselves); cuBLAS reads this once, at its start.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    on = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on = _device(device)
     on_gpu = on.type == "cuda"
     out: dict[str, Any] = {"device": str(on), "batch_size": 32}
     for members in (1, 3):
@@ -573,7 +578,7 @@ def bench_loop_grid(seconds: float = 5.0, device: str | None = None, env_counts:
     # DeepMind's stacks (as configs/pong-fast.yaml), the ones both backends implement.
     overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
     overrides += ["env.fire_on_life_loss=false"]
-    on_gpu = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
+    on_gpu = _device(device).type == "cuda"
     # (replay.frames_on_device, train.cuda_graph) for each variant
     frame_stores = {"host": ("false", "false")}
     if on_gpu:
@@ -658,7 +663,7 @@ def bench_evaluate(
 
     cores = os.cpu_count() or 1
     processes = 1 if cores <= 2 else min(cores - 1, episodes)
-    where = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    where = _device(device)
     network = _agent("nature", where).member_network(0)
     threads = torch.get_num_threads()
     out: dict[str, Any] = {
@@ -707,7 +712,7 @@ def bench_population(
     from dqn_atari.trainer import Trainer
 
     if num_envs is None:
-        num_envs = 8 if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda") else 4
+        num_envs = 8 if _device(device).type == "cuda" else 4
     config, overrides = _loop_config(device)
     overrides += ["env.frame_stack_padding=zeros", "env.frame_stack_restart_on_life_loss=false"]
     overrides += ["env.fire_on_life_loss=false", f"env.num_envs={num_envs}", "replay.capacity=20000"]
