@@ -126,15 +126,19 @@ def bench_env(seconds: float = 5.0) -> dict:
 
 
 # ---------------------------------------------------------------------------- replay
-def _full_replay(capacity: int, prioritized: bool = False):
+def _full_replay(capacity: int, prioritized: bool = False, frames_device: torch.device | None = None):
     """A replay filled to capacity as the trainer would leave it: games of 500 steps, frames of
-    varied content (and for prioritized replay, varied priorities on every valid entry)."""
+    varied content (and for prioritized replay, varied priorities on every valid entry), the
+    frames in host memory or on `frames_device`."""
     from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
     from dqn_atari.replay import FIRST, LAST, TERMINAL, ReplayBuffer
 
-    buf = (PrioritizedReplayBuffer if prioritized else ReplayBuffer)(capacity, 1, seed=0)
+    kind = PrioritizedReplayBuffer if prioritized else ReplayBuffer
+    buf = kind(capacity, 1, seed=0, frames_device=frames_device)
     rng = np.random.default_rng(0)
-    block = rng.integers(0, 255, size=(1024, 84, 84), dtype=np.uint8)
+    block: np.ndarray | torch.Tensor = rng.integers(0, 255, size=(1024, 84, 84), dtype=np.uint8)
+    if frames_device is not None:
+        block = torch.from_numpy(block).to(frames_device)
     for start in range(0, capacity, 1024):  # in blocks: a temporary copy of 7 GB would not fit
         buf.frames[0, start : start + 1024] = block[: min(1024, capacity - start)]
     positions = np.arange(capacity)
@@ -155,12 +159,14 @@ def _full_replay(capacity: int, prioritized: bool = False):
     return buf
 
 
-def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000) -> dict:
+def bench_replay(seconds: float = 5.0, capacity: int = 1_000_000, device: str | None = None) -> dict:
     """Bytes per transition of a full buffer, and sampling rate against the bare numpy gather of
     the same frames (the floor: no implementation can move fewer bytes); then prioritized
-    sampling (with its priority update) beside uniform sampling."""
+    sampling (with its priority update) beside uniform sampling; then sampling with the frames
+    on the device (a torch tensor on the CPU where there is no GPU) beside frames in host memory."""
     out = {"capacity": capacity, **_uniform_sampling(seconds, capacity)}
     out.update(_prioritized_sampling(seconds, capacity))  # one full buffer at a time in memory
+    out.update(_sampling_by_storage(seconds, capacity // 10, _device(device)))
     return out
 
 
@@ -198,6 +204,29 @@ def _prioritized_sampling(seconds: float, capacity: int) -> dict:
         "prioritized_sample_batches_per_s": per_rate,
         "uniform_sample_batches_per_s_paired": uniform_rate,
         "prioritized_vs_uniform_sample": per_rate / uniform_rate,
+    }
+
+
+def _sampling_by_storage(seconds: float, capacity: int, on: torch.device) -> dict:
+    """Uniform batches of 32 with the frames on `on` beside frames in host memory: the host
+    draws and checks both, then gathers where the frames are (on a GPU: until the batch is
+    there, so the rate counts the gather and not only its launch). Sampling's rate does not
+    depend on the capacity, which is kept small enough for two buffers at once."""
+    host, on_device = _full_replay(capacity), _full_replay(capacity, frames_device=on)
+    batch = 32
+
+    def device_sample():
+        sample = on_device.sample(batch)
+        if on.type == "cuda":
+            torch.cuda.synchronize()
+        return sample
+
+    device_rate, host_rate = _paired(device_sample, lambda: host.sample(batch), seconds)
+    return {
+        "storage_device": str(on),
+        "frames_on_device_sample_batches_per_s": device_rate,
+        "frames_in_host_memory_sample_batches_per_s": host_rate,
+        "frames_on_device_vs_host_memory": device_rate / host_rate,
     }
 
 

@@ -271,8 +271,9 @@ def _parser() -> argparse.ArgumentParser:
     b = command(
         "benchmark",
         help="measure speed and memory; prints a table and writes JSON",
-        description="Benchmarks: env (pixel pipeline), replay (memory and sampling), learner (update "
-        "time vs plain PyTorch; fp32, channels-last and bf16; the machine's matrix-product rate; Rainbow, "
+        description="Benchmarks: env (pixel pipeline), replay (memory and sampling, frames in host memory and on "
+        "the device), learner (update time vs plain PyTorch; fp32, channels-last and bf16; the machine's "
+        "matrix-product rate; Rainbow, "
         "QR-DQN and IQN beside DQN), update_gpu (the update's device profile, eager vs CUDA graph; on a "
         "CPU only its eager and acting times), loop (training loop vs learner bound), loop_grid (the "
         "loop at 1, 4 and 8 envs, both env backends, and on a GPU with frames in host memory, on the "

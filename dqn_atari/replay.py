@@ -17,8 +17,9 @@ A "game" here is what the acting frame stack treats as one: a whole game, or one
 life loss restarts the stack (env.frame_stack_restart_on_life_loss).
 
 Rebuilding: the stack for p is frames p-3..p; slots before the game's first frame hold zeros or
-that first frame repeated (`padding`), exactly as the acting frame stack pads. A sample is valid only if every entry it
-reads is still in the ring (never an overwritten frame, never across the write cursor).
+that first frame repeated (`padding`), exactly as the acting frame stack pads. A sample is valid
+only if every entry it reads is still in the ring (never an overwritten frame, never across the
+write cursor). These rules run on the host, in numpy, wherever the frames are kept.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ class DamagedFrames(ReplayError):
 
 @dataclass
 class Batch:
-    """uint8 stacks and per-transition arrays: numpy arrays, or with the frames on a device
-    torch tensors there (the frames always; every field where the batch was drawn there).
+    """uint8 stacks and per-transition arrays. The stacks are numpy arrays, or torch tensors on
+    the frames' device where the frames live there; every other field is a numpy array.
     `obs` and `next_obs` may be views of one gather."""
 
     obs: np.ndarray | torch.Tensor  # (B, stack, H, W) uint8
@@ -67,18 +68,6 @@ class Batch:
     position: np.ndarray | torch.Tensor  # (B,) which entry of the ring
     # (B,) float32 importance-sampling weights of prioritized replay; None for uniform sampling
     weights: np.ndarray | None = None
-
-
-@dataclass
-class _DeviceCopy:
-    """The small per-entry arrays and counters on the frames' device, and its sampling stream."""
-
-    generator: Any
-    flags: Any
-    rewards: Any
-    actions: Any
-    count: Any
-    cursor: Any
 
 
 def memory_available_bytes() -> int:
@@ -112,9 +101,9 @@ class ReplayBuffer:
     ):
         """`padding`: "zeros" or "first_frame", as the acting FrameStack's.
         `frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
-        big gather never leaves the device; the small per-entry arrays stay in host memory, the
-        record every save and load uses, with a copy on the device from which uniform sampling
-        draws the whole batch there (`_sample_on_device`)."""
+        big gather never leaves the device. Everything else stays in host memory and sampling
+        follows one set of rules wherever the frames are: the host draws and validates a batch's
+        entries and sends only their frame indices to the device (`_gather_on_device`)."""
         if not 1 <= stack <= 16:
             raise ReplayError(f"frame stack of {stack} is not supported: the replay stores 1 to 16 frames per stack")
         self.ring_size = capacity // num_envs
@@ -138,19 +127,24 @@ class ReplayBuffer:
                 f"replay of capacity {capacity:,} needs {needed:,} bytes but only {available:,} are "
                 f"available; lower replay.capacity"
             )
-        # numpy in host memory, or a torch tensor on `frames_device`
+        # numpy in host memory, or a torch tensor on `frames_device`. One all-zero frame follows
+        # the rings: zero padding is a gather of it, so no batch is masked after its gather.
         self.frames: Any
+        store: Any
+        store_shape = (self.capacity + 1, *self.frame_shape)
         if frames_device is None:
-            self.frames = np.zeros(shape + self.frame_shape, dtype=np.uint8)
+            store = np.zeros(store_shape, dtype=np.uint8)
         else:
             import torch
 
-            self.frames = torch.zeros(shape + self.frame_shape, dtype=torch.uint8, device=frames_device)
+            store = torch.zeros(store_shape, dtype=torch.uint8, device=frames_device)
+        self._zero_frame = self.capacity
+        self._flat_frames = store
+        self.frames = store[: self.capacity].reshape(shape + self.frame_shape)
         self.actions = np.zeros(shape, dtype=np.uint8)  # Atari has at most 18 actions
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.flags = np.zeros(shape, dtype=np.uint8)
         # Flat views of all rings: a sample's frames (and flags) come out of one fancy index.
-        self._flat_frames = self.frames.reshape(-1, *self.frame_shape)
         self._flat_flags = self.flags.reshape(-1)
         self._flat_rewards = self.rewards.reshape(-1)
         self._flat_actions = self.actions.reshape(-1)
@@ -161,9 +155,6 @@ class ReplayBuffer:
         self.count = np.zeros(num_envs, dtype=np.int64)  # entries held, per ring
         self.game_starts = np.ones(num_envs, dtype=bool)  # the next add begins a game
         self.rng = np.random.Generator(np.random.PCG64(seed))
-        self._device: Any = None  # the device copy of the small arrays, with frames on a device
-        if frames_device is not None:
-            self._start_device_copy(frames_device, seed)
         # Bumped whenever an entry of a chunk is written; a save reuses chunks whose version it
         # already wrote.
         n_chunks = -(-self.ring_size // CHUNK_ENTRIES)
@@ -200,44 +191,6 @@ class ReplayBuffer:
             zeros = np.zeros(len(ended))
             self._write(ended, next_obs[ended, -1], zeros, zeros, False, False, False, True)
 
-    # ------------------------------------------------------------------ the device copy
-    def _start_device_copy(self, device, seed) -> None:
-        import torch
-
-        sequence = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-        generator = torch.Generator(device=device)
-        # a stream of its own, beside the host sampler's (which prioritized replay uses)
-        generator.manual_seed(
-            int(
-                np.random.SeedSequence(sequence.entropy, spawn_key=(*sequence.spawn_key, 7)).generate_state(
-                    1, np.uint64
-                )[0]
-            )
-        )
-        self._device = _DeviceCopy(
-            generator=generator,
-            flags=torch.zeros(self.flags.shape, dtype=torch.uint8, device=device),
-            rewards=torch.zeros(self.rewards.shape, dtype=torch.float32, device=device),
-            actions=torch.zeros(self.actions.shape, dtype=torch.uint8, device=device),
-            count=torch.zeros(self.num_envs, dtype=torch.int64, device=device),
-            cursor=torch.zeros(self.num_envs, dtype=torch.int64, device=device),
-        )
-
-    def _sync_device(self, envs=None, pos=None) -> None:
-        """Copy what changed to the device: the entries (envs, pos), or every array."""
-        if self._device is None:
-            return
-        d = self._device
-        for name in ("flags", "rewards", "actions"):
-            host, copy = getattr(self, name), getattr(d, name)
-            if envs is None:
-                copy.copy_(_to_tensor(host, copy.device))
-            else:
-                index = (_to_tensor(envs, copy.device), _to_tensor(pos, copy.device))
-                copy[index] = _to_tensor(host[envs, pos], copy.device)
-        d.count.copy_(_to_tensor(self.count, d.count.device))
-        d.cursor.copy_(_to_tensor(self.cursor, d.cursor.device))
-
     def end_games_abruptly(self) -> None:
         """The games in progress are lost (a resume that could not restore the emulators): their
         newest entry can no longer start a transition, and the next add starts a new game."""
@@ -245,7 +198,6 @@ class ReplayBuffer:
         newest = (self.cursor[ongoing] - 1) % self.ring_size
         self.flags[ongoing, newest] |= LAST
         self.game_starts[:] = True
-        self._sync_device()
 
     def _write(self, envs, frames, actions, rewards, terminal, truncated, first, last) -> None:
         pos = self.cursor[envs]
@@ -268,7 +220,6 @@ class ReplayBuffer:
         self.chunk_version[envs, pos // CHUNK_ENTRIES] += 1
         self.cursor[envs] = (pos + 1) % self.ring_size
         self.count[envs] = np.minimum(self.count[envs] + 1, self.ring_size)
-        self._sync_device(envs, pos)
 
     def derive_back_bits(self) -> None:
         """Set every held entry's `back` bits from the `first` flags, walking each ring from its
@@ -283,7 +234,6 @@ class ReplayBuffer:
             latest_first = np.maximum.accumulate(np.where(flags & FIRST, seq, -self.stack))
             back = np.minimum(seq - latest_first, self.stack - 1)
             self.flags[e, order] = (flags & ((1 << BACK_SHIFT) - 1)) | (back << BACK_SHIFT).astype(np.uint8)
-        self._sync_device()
 
     # ------------------------------------------------------------------ sampling
     def sample(self, batch_size: int, beta: float = 1.0) -> Batch:
@@ -293,8 +243,6 @@ class ReplayBuffer:
         held = int(self.count.sum())
         if held < 2:
             raise ReplayError("replay holds too few transitions to sample from")
-        if self._device is not None:
-            return self._sample_on_device(batch_size, held)
         # Draw exactly a batch; redraw only the invalid ones (usually none).
         candidate = self._inspect(*self._locate(self._draw(held, batch_size)))
         for _ in range(1000):
@@ -364,32 +312,24 @@ class ReplayBuffer:
         return steps, ret, discount
 
     def _assemble(self, env, pos, start, steps, ret, discount, back) -> Batch:
-        # (B, stack + n_step, H, W): entries p-(stack-1) .. p+n_step, the one big gather.
-        # Slot i of the window is entry p-(stack-1)+i; slots before the game's first are padding.
-        offsets, pad = self._window_offsets, None
-        if self.pad_with_first_frame:  # padding slots read the game's first frame itself
+        # The window around p: entries p-(stack-1) .. p+n_step. Slots before the game's first
+        # frame are padding: the first frame itself, or the zero frame after the rings.
+        offsets = self._window_offsets
+        if self.pad_with_first_frame:
             offsets = np.maximum(offsets, -back[:, None].astype(np.int64))
-        else:  # padding slots become zeros (back is uint8: add, never negate)
-            pad = self._window_offsets + back[:, None] < 0
         index = (pos[:, None] + offsets) % self.ring_size
         if self.num_envs > 1:
             index += (env * self.ring_size)[:, None]
-        if isinstance(self._flat_frames, np.ndarray):
-            window = np.take(self._flat_frames, index, axis=0)
-        else:  # frames on a torch device: gather there; obs and next_obs come back as tensors
-            device = self._flat_frames.device
-            window = self._flat_frames[_to_tensor(index, device)]
-            pad = None if pad is None else _to_tensor(pad, device)
-        if pad is not None and pad.any():
-            window[pad] = 0
-        obs = window[:, : self.stack]
-        if self.n_step == 1:  # every transition bootstraps from p+1: a view, no copy
-            next_obs = window[:, 1:]
-        else:
-            rows = np.arange(len(env))[:, None]
-            next_obs = window[rows, steps[:, None] + np.arange(self.stack)]
+        if not self.pad_with_first_frame:  # back is uint8: add, never negate
+            index[self._window_offsets + back[:, None] < 0] = self._zero_frame
+        if self.n_step > 1:  # the stack and then the bootstrap state's stack, steps later
+            next_slots = steps[:, None] + np.arange(self.stack)
+            index = np.concatenate([index[:, : self.stack], index[np.arange(len(env))[:, None], next_slots]], axis=1)
+        # else one window of stack + 1 entries holds both stacks, one entry apart
+        window = self._gather(index)
+        next_obs = window[:, 1:] if self.n_step == 1 else window[:, self.stack :]
         return Batch(
-            obs=obs,
+            obs=window[:, : self.stack],
             actions=np.take(self._flat_actions, start).astype(np.int64),
             rewards=ret,
             discounts=discount,
@@ -398,93 +338,20 @@ class ReplayBuffer:
             position=pos,
         )
 
-    # Candidates drawn per transition of a batch on the device: rejection without a host sync.
-    DEVICE_CANDIDATES = 4
-
-    def _sample_on_device(self, batch_size: int, held: int) -> Batch:
-        """The host sampler's draw, rules and assembly in torch on the frames' device, with no
-        host sync: `DEVICE_CANDIDATES` x batch_size uniform draws, validity as `_inspect`'s, the
-        first batch_size valid ones in draw order. Should fewer be valid (possible only while
-        nearly every held entry is unusable, e.g. a replay of a few steps), the batch repeats
-        valid draws rather than use an invalid one."""
+    def _gather(self, index: np.ndarray):
+        """(B, slots, H, W) frames at the flat `index` (B, slots), where the frames are. The host
+        has decided every slot; on a device only the indices travel (one small copy, from pinned
+        memory and without blocking on a GPU), so no sampling rule is ever restated there."""
+        frames = self._flat_frames
+        if isinstance(frames, np.ndarray):
+            return np.take(frames, index, axis=0)
         import torch
 
-        d = self._device
-        device = d.flags.device
-        m = self.DEVICE_CANDIDATES * batch_size
-        draw = (torch.rand(m, generator=d.generator, device=device, dtype=torch.float64) * held).long()
-        if self.num_envs == 1:
-            env = torch.zeros(m, dtype=torch.int64, device=device)
-            age = draw
-        else:
-            bounds = torch.cumsum(d.count, 0)
-            env = torch.searchsorted(bounds, draw, right=True)
-            age = draw - (bounds - d.count)[env]
-        oldest = torch.where(d.count < self.ring_size, torch.zeros_like(d.cursor), d.cursor)[env]
-        pos = (oldest + age) % self.ring_size
-        start = env * self.ring_size + pos
-        flat_flags = d.flags.view(-1)
-        flags = flat_flags[start].long()
-        back = flags >> BACK_SHIFT
-        steps, ret, discount = self._n_step_walk_on_device(env, pos, start, flags)
-        valid = ((flags & LAST) == 0) & (age + steps < d.count[env]) & (back <= age)
-        order = torch.argsort((~valid).to(torch.int8), stable=True)  # valid draws first, in draw order
-        usable = valid.sum().clamp(min=1)
-        chosen = order[torch.arange(batch_size, device=device) % usable]
-        env, pos, start = env[chosen], pos[chosen], start[chosen]
-        steps, ret, discount, back = steps[chosen], ret[chosen], discount[chosen], back[chosen]
-        offsets = torch.as_tensor(self._window_offsets, device=device)
-        if self.pad_with_first_frame:  # padding slots read the game's first frame itself
-            window_offsets = torch.maximum(offsets, -back[:, None])
-        else:
-            window_offsets = offsets.expand(batch_size, -1)
-        index = (pos[:, None] + window_offsets) % self.ring_size + (env * self.ring_size)[:, None]
-        window = self._flat_frames[index]
-        if not self.pad_with_first_frame:  # slots before the game's first frame become zeros
-            window = window.masked_fill((offsets + back[:, None] < 0)[:, :, None, None], 0)
-        obs = window[:, : self.stack]
-        if self.n_step == 1:
-            next_obs = window[:, 1:]
-        else:
-            rows = torch.arange(batch_size, device=device)[:, None]
-            next_obs = window[rows, steps[:, None] + torch.arange(self.stack, device=device)]
-        return Batch(
-            obs=obs,
-            actions=d.actions.view(-1)[start].long(),
-            rewards=ret,
-            discounts=discount,
-            next_obs=next_obs,
-            env_index=env,
-            position=pos,
-        )
-
-    def _n_step_walk_on_device(self, env, pos, start, flags):
-        """`_n_step_walk` in torch."""
-        import torch
-
-        d = self._device
-        rewards_flat, flags_flat = d.rewards.view(-1), d.flags.view(-1)
-        gamma = float(self.gamma)
-        if self.n_step == 1:
-            terminal = (flags & TERMINAL) != 0
-            discount = torch.where(terminal, 0.0, gamma).to(torch.float32)
-            return torch.ones_like(env), rewards_flat[start], discount
-        offsets = torch.arange(self.n_step, device=env.device)
-        walk = (env * self.ring_size)[:, None] + (pos[:, None] + offsets) % self.ring_size
-        rewards, walk_flags = rewards_flat[walk], flags_flat[walk].long()
-        n = len(env)
-        steps = torch.zeros(n, dtype=torch.int64, device=env.device)
-        ret = torch.zeros(n, dtype=torch.float32, device=env.device)
-        discount = torch.ones(n, dtype=torch.float32, device=env.device)
-        running = torch.ones(n, dtype=torch.bool, device=env.device)
-        for j in range(self.n_step):
-            running = running & ((walk_flags[:, j] & LAST) == 0)
-            ret = ret + torch.where(running, discount * rewards[:, j], 0.0)
-            steps = steps + running.long()
-            ended = (walk_flags[:, j] & TERMINAL) != 0
-            discount = torch.where(running, torch.where(ended, 0.0, discount * gamma), discount)
-            running = running & ((walk_flags[:, j] & (TERMINAL | TRUNCATED)) == 0)
-        return steps, ret, discount
+        flat_index = torch.from_numpy(index.reshape(-1))
+        if frames.device.type == "cuda":
+            flat_index = flat_index.pin_memory().to(frames.device, non_blocking=True)
+        # index_select: a few times faster than advanced indexing for this gather on a CPU
+        return frames.index_select(0, flat_index.to(frames.device)).view(*index.shape, *self.frame_shape)
 
     def update_priorities(self, envs, positions, losses) -> None:
         """Prioritized replay's hook after each update; uniform replay keeps no priorities (and
@@ -492,27 +359,20 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ saving
     def state_dict(self) -> dict:
-        state = {
+        return {
             "cursor": self.cursor.tolist(),
             "count": self.count.tolist(),
             "game_starts": self.game_starts.tolist(),
             "rng": self.rng.bit_generator.state,
         }
-        if self._device is not None:
-            state["device_rng"] = self._device.generator.get_state().tolist()
-        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.cursor[:] = state["cursor"]
         self.count[:] = state["count"]
         self.game_starts[:] = state["game_starts"]
+        # Saves made while a second sampler drew on the frames' device also hold its stream
+        # ("device_rng"); sampling now draws from `rng` alone, so that stream is not needed.
         self.rng.bit_generator.state = state["rng"]
-        if self._device is not None:
-            import torch
-
-            if "device_rng" in state:
-                self._device.generator.set_state(torch.tensor(state["device_rng"], dtype=torch.uint8))
-            self._sync_device()
 
     def save(self, directory: str | Path, reuse_from: str | Path | None = None) -> None:
         """Plain .npy files (no pickle) and a manifest with shapes, counters and CRC32s.
@@ -634,7 +494,6 @@ class ReplayBuffer:
         oldest = 0 if self.count[env] < self.ring_size else int(self.cursor[env])
         positions = positions[(positions - oldest) % self.ring_size < self.count[env]]  # held ones
         self.flags[env, positions] |= LAST
-        self._sync_device()
         return len(positions)
 
 

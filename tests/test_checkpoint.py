@@ -117,6 +117,8 @@ RAINBOW = [
             ],
             id="iqn",
         ),
+        # Frames in a torch tensor (the store a GPU run keeps on the device), here on the CPU.
+        pytest.param(["replay.frames_on_device=true"], id="dqn-frames-in-a-torch-tensor"),
         # On a GPU: frames kept there, and host frames through pinned memory with noisy layers
         # drawing from the CUDA generator (its state must come back with the checkpoint).
         pytest.param(["train.device=cuda", "replay.frames_on_device=true"], id="dqn-cuda-frames-on-gpu", marks=ON_CUDA),

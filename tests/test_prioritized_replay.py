@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_replay import FRAME, STACK, Stream
+from conftest import on_host
+from test_replay import FRAME, STACK, STORAGES, Stream
 
 from dqn_atari.prioritized_replay import PRIORITY_EPSILON, PrioritizedReplayBuffer, SumTree
 
@@ -91,11 +92,15 @@ def test_new_transitions_come_in_at_the_largest_priority_and_updates_change_the_
     assert new and all(buf.priorities[e, p] == pytest.approx((100 + PRIORITY_EPSILON) ** 0.5) for e, p in new)
 
 
-@pytest.mark.parametrize("num_envs,capacity,n_step,abrupt_every", [(1, 40, 1, 0), (3, 60, 3, 0), (2, 50, 2, 23)])
+@pytest.mark.parametrize("frames_device", STORAGES)
+@pytest.mark.parametrize(
+    "num_envs,capacity,n_step,abrupt_every", [(1, 40, 1, 0), (3, 60, 3, 0), (2, 50, 2, 23), (3, 24, 3, 17)]
+)
 def test_only_entries_that_start_a_valid_transition_are_drawable_across_wraparound(
-    num_envs, capacity, n_step, abrupt_every
+    num_envs, capacity, n_step, abrupt_every, frames_device
 ):
-    buf = PrioritizedReplayBuffer(capacity, num_envs, frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=0.9, seed=2)
+    shape = dict(frame_shape=FRAME, stack=STACK, n_step=n_step, gamma=0.9)
+    buf = PrioritizedReplayBuffer(capacity, num_envs, **shape, seed=2, frames_device=frames_device)
     stream = Stream(num_envs, np.random.default_rng(capacity), 0.9, n_step)
     for step in range(400):  # many wraps
         if abrupt_every and step % abrupt_every == abrupt_every - 1:
@@ -119,8 +124,8 @@ def test_only_entries_that_start_a_valid_transition_are_drawable_across_wraparou
             batch = buf.sample(16)
             for i in range(16):
                 ref = stream.reference(int(batch.env_index[i]), int(batch.position[i]), buf.ring_size)
-                np.testing.assert_array_equal(batch.obs[i], ref["obs"])
-                np.testing.assert_array_equal(batch.next_obs[i], ref["next_obs"])
+                np.testing.assert_array_equal(on_host(batch.obs[i]), ref["obs"])
+                np.testing.assert_array_equal(on_host(batch.next_obs[i]), ref["next_obs"])
                 assert batch.rewards[i] == pytest.approx(ref["ret"], abs=1e-6)
                 assert batch.discounts[i] == pytest.approx(ref["discount"], abs=1e-6)
 
