@@ -207,7 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--time", default=None, help="time limit per task: HH:MM:SS, D-HH:MM:SS, MM ... (default 24:00:00)")
     sm.add_argument("--cpus", type=int, default=None, help="CPUs per task (default 4)")
     sm.add_argument("--mem", default=None, help="memory per task, e.g. 32G (default 32G)")
-    sm.add_argument("--gpus", type=int, default=None, help="GPUs per task (default 0)")
+    sm.add_argument(
+        "--gpus", default=None, help="GPUs per task: a count, or TYPE:count as SLURM writes it (a100:2) (default 0)"
+    )
     sm.add_argument("--partition", help="SLURM partition")
     sm.add_argument("--account", help="SLURM account")
     sm.add_argument("--qos", help="SLURM quality of service")
@@ -509,7 +511,12 @@ def _training_plan(args):
     group.json). Every mistake is refused here, before anything is written."""
     from dqn_atari.config import load_config, parse_seeds
 
-    seeds = parse_seeds(args.seeds) if args.seeds else None
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else None
+    if seeds is not None:
+        for override in ([args.config] if args.resume and args.config else []) + args.overrides:
+            key = override.split("=", 1)[0].strip()
+            if key == "seed":
+                raise UserError(f"--seeds and the override {override!r} both give seeds; give them with --seeds only")
     if args.resume:
         where = Path(args.resume)
         overrides = ([args.config] if args.config else []) + args.overrides  # all are key=value here

@@ -535,11 +535,14 @@ def validate(cfg: Config) -> None:
     cfg.env.game = resolve_game(cfg.env.game)
 
 
+MAX_SEEDS = 1_000_000  # in one --seeds list: far beyond any sweep, far below what fills a memory
+
+
 def parse_seeds(text: str) -> list[int]:
     """'0-4', '0,2,7' or '3' -> seeds (for --seeds); a seed given twice is refused."""
     import re
 
-    seeds: list[int] = []
+    ranges: list[tuple[int, int]] = []
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
         if not match:
@@ -548,7 +551,12 @@ def parse_seeds(text: str) -> list[int]:
         high = int(match.group(2)) if match.group(2) is not None else low
         if high < low:
             raise ConfigError(f"--seeds {text!r}: the range {low}-{high} is empty")
-        seeds.extend(range(low, high + 1))
+        ranges.append((low, high))
+    # Counted before any list is built: a typo such as 0-99999999999 must not fill the memory.
+    count = sum(high - low + 1 for low, high in ranges)
+    if count > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} gives {count:,} seeds; at most {MAX_SEEDS:,} at once")
+    seeds: list[int] = [seed for low, high in ranges for seed in range(low, high + 1)]
     seen: set[int] = set()
     for seed in seeds:
         if seed in seen:

@@ -108,6 +108,10 @@ class GreedyPolicy:
         return self.network.q_values(x, noise, taus)[0].float().cpu().numpy()
 
 
+class EvaluationInterrupted(Exception):
+    """`play_episodes` was told to stop before its games ended; no score was kept."""
+
+
 def play_episodes(
     policy: Callable[[np.ndarray, list[int]], np.ndarray],
     game: str,
@@ -122,6 +126,7 @@ def play_episodes(
     recorder_for: Callable | None = None,
     games_at_once: int | None = None,
     processes: int = 1,
+    interrupted: Callable[[], bool] | None = None,
 ) -> list[EpisodeResult]:
     """Play `episodes` full games, epsilon-greedy on `policy(obs_batch, game_numbers) -> (B, A)`;
     game i is seeded with seed + i and explores from its own stream, so results are
@@ -137,7 +142,10 @@ def play_episodes(
 
     `recorder_for(i)` may return an object with add(rgb, stack, q, action), point_scored() and
     close() (an EpisodeVideo): it then sees the emulator's colour screen before each action and
-    the final screen (recording plays in this process)."""
+    the final screen (recording plays in this process).
+
+    `interrupted()` is asked before every step: once it is true the games are abandoned and
+    EvaluationInterrupted is raised (a stop signal must not wait for a whole evaluation)."""
     settings: dict[str, Any] = {**PROTOCOLS[protocol], **(observation or {})}
     if max_episode_frames is not None:
         settings["max_episode_frames"] = max_episode_frames
@@ -149,13 +157,15 @@ def play_episodes(
         numbers = list(range(start, min(start + at_once, episodes)))
         games = _Games(game, settings, len(numbers), 1 if recorder_for else processes)
         try:
-            results += _play(policy, games, numbers, epsilon, seed, recorder_for)
+            results += _play(policy, games, numbers, epsilon, seed, recorder_for, interrupted)
         finally:
             games.close()
     return results
 
 
-def _play(policy, games: _Games, numbers: list[int], epsilon: float, seed: int, recorder_for) -> list[EpisodeResult]:
+def _play(
+    policy, games: _Games, numbers: list[int], epsilon: float, seed: int, recorder_for, interrupted
+) -> list[EpisodeResult]:
     n = len(numbers)
     # Each game explores from its own stream: its play does not depend on the games beside it.
     rngs = [np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, i]))) for i in numbers]
@@ -164,6 +174,8 @@ def _play(policy, games: _Games, numbers: list[int], epsilon: float, seed: int, 
     score, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
     frames, capped, done = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     while not done.all():
+        if interrupted is not None and interrupted():
+            raise EvaluationInterrupted()
         live = np.flatnonzero(~done)
         q = policy(obs[live], [numbers[j] for j in live])
         actions = np.zeros(n, dtype=np.int64)

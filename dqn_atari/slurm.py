@@ -13,6 +13,7 @@ shell, so quoting cannot protect them) and shell-quoted where a shell reads it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -56,12 +57,56 @@ MANAGED_SBATCH_OPTIONS = {
     "--no-requeue": "nothing: requeue is how a time limit resumes",
     "--signal": "--signal-seconds",
     "--job-name": "--job-name",
-    "--gres": "--gpus",
     "--partition": "--partition",
     "--account": "--account",
     "--qos": "--qos",
     "--dependency": "--dependency",
 }
+
+
+# GPU options of sbatch: given by --gpus, or as one of these in --sbatch, never both.
+GPU_SBATCH_OPTIONS = ("--gres", "--gpus", "--gpus-per-task", "--gpus-per-node", "--gpus-per-socket")
+# `--gpus` as SLURM writes a GPU request: a count, or TYPE:count (e.g. a100:2).
+_GPUS = re.compile(r"^(?:([A-Za-z0-9_.\-]+):)?(\d+)$")
+# The longest --time SLURM keeps as a limit: larger values wrap round or read as UNLIMITED.
+LONGEST_TIME_SECONDS = 365 * 86400
+
+# sbatch's input environment variables for what the job script sets itself: sbatch lets them beat
+# the script's #SBATCH lines, so a leftover SBATCH_TIMELIMIT or SBATCH_NO_REQUEUE in a user's shell
+# would change every task. `submit` calls sbatch without them (and says which it left out). Options
+# the script leaves unset (partition, account, qos, GPUs) keep the site's variables.
+SCRIPT_SBATCH_VARIABLES = (
+    "SBATCH_ARRAY_INX",
+    "SBATCH_TIMELIMIT",
+    "SBATCH_CPUS_PER_TASK",
+    "SBATCH_MEM_PER_NODE",
+    "SBATCH_MEM_PER_CPU",
+    "SBATCH_MEM_PER_GPU",
+    "SBATCH_OUTPUT",
+    "SBATCH_ERROR",
+    "SBATCH_OPEN_MODE",
+    "SBATCH_REQUEUE",
+    "SBATCH_NO_REQUEUE",
+    "SBATCH_SIGNAL",
+    "SBATCH_JOB_NAME",
+    "SBATCH_DEPENDENCY",
+)
+# ...and those that beat a setting only where the script makes it.
+OPTIONAL_SBATCH_VARIABLES = {
+    "partition": ("SBATCH_PARTITION",),
+    "account": ("SBATCH_ACCOUNT",),
+    "qos": ("SBATCH_QOS",),
+    "gpus": ("SBATCH_GRES", "SBATCH_GPUS", "SBATCH_GPUS_PER_TASK", "SBATCH_GPUS_PER_NODE"),
+}
+
+
+def managed_option(option: str) -> str | None:
+    """The script-managed sbatch option that `option` names, abbreviations included (sbatch takes
+    any unambiguous prefix of a long option, so --arr is --array)."""
+    if option in MANAGED_SBATCH_OPTIONS:
+        return option
+    names = [name for name in MANAGED_SBATCH_OPTIONS if name.startswith(option) and len(option) > 2]
+    return names[0] if names else None
 
 
 def time_limit_seconds(text: str) -> int | None:
@@ -105,7 +150,7 @@ class Resources:
     time: str = "24:00:00"
     cpus: int = 4
     mem: str = "32G"
-    gpus: int = 0
+    gpus: str | int = 0  # a count or TYPE:count, as SLURM writes them (a100:2)
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -123,6 +168,11 @@ class Resources:
             )
         _check_time_fields(self.time)
         limit = time_limit_seconds(self.time)
+        if limit is not None and limit > LONGEST_TIME_SECONDS:
+            raise SlurmError(
+                f"--time {self.time!r} is longer than a year, which SLURM does not keep as a limit; "
+                f"give a real limit, e.g. --time 7-00:00:00"
+            )
         if not limit:
             raise SlurmError(
                 f"--time {self.time!r} means no time limit, so the warning that checkpoints a task before its "
@@ -148,16 +198,24 @@ class Resources:
                     f"--sbatch {line!r} is not one sbatch option; use e.g. --constraint=a100 or --mail-type=END"
                 )
             option = line.split("=", 1)[0]
-            if option in MANAGED_SBATCH_OPTIONS:
+            managed = managed_option(option)
+            if managed is not None:
+                said = option if managed == option else f"{managed} (abbreviated {option})"
                 raise SlurmError(
-                    f"--sbatch {line!r} sets {option}, which the job script manages; use "
-                    f"{MANAGED_SBATCH_OPTIONS[option]} instead"
+                    f"--sbatch {line!r} sets {said}, which the job script manages; use "
+                    f"{MANAGED_SBATCH_OPTIONS[managed]} instead"
+                )
+            if self.gpu_count and option in GPU_SBATCH_OPTIONS:
+                raise SlurmError(
+                    f"--sbatch {line!r} asks for GPUs and so does --gpus {self.gpus}; give them once, either way"
                 )
         if "\0" in self.setup:
             raise SlurmError("--setup holds a NUL byte")
         if self.setup.strip():
             check = subprocess.run(["bash", "-n"], input=self.setup, capture_output=True, text=True)
-            if check.returncode != 0:
+            # bash only warns about a here-document that never ends, and then swallows the rest
+            # of the script into it: the job script's own lines after the set-up would never run.
+            if check.returncode != 0 or "here-document" in check.stderr:
                 said = (check.stderr.strip().splitlines() or ["a syntax error"])[-1].replace("bash: ", "")
                 raise SlurmError(f"--setup is not valid bash ({said}); it would fail in every task")
         if not _MEM.match(self.mem):
@@ -168,12 +226,28 @@ class Resources:
                 raise SlurmError(f"--{name} {value!r} may hold only letters, digits and _ . + -")
         if self.cpus < 1:
             raise SlurmError(f"--cpus must be at least 1, got {self.cpus}")
-        if self.gpus < 0:
-            raise SlurmError(f"--gpus must be 0 or more, got {self.gpus}")
+        if not _GPUS.match(str(self.gpus)):
+            raise SlurmError(f"--gpus {self.gpus!r} is not a GPU request; use a count (2) or TYPE:count (a100:2)")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise SlurmError(f"--max-parallel must be at least 1, got {self.max_parallel}")
         if self.signal_seconds < 1:
             raise SlurmError(f"--signal-seconds must be at least 1, got {self.signal_seconds}")
+
+    @property
+    def gpu_count(self) -> int:
+        match = _GPUS.match(str(self.gpus))
+        return int(match.group(2)) if match else 0
+
+    def sbatch_environment(self, environ: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """`environ` without the SBATCH_* variables that would beat this script's own settings,
+        and the names of those left out."""
+        script_sets = {"partition": self.partition, "account": self.account, "qos": self.qos, "gpus": self.gpu_count}
+        names = list(SCRIPT_SBATCH_VARIABLES)
+        for setting, variables in OPTIONAL_SBATCH_VARIABLES.items():
+            if script_sets[setting]:
+                names += variables
+        left_out = [name for name in names if name in environ]
+        return {k: v for k, v in environ.items() if k not in left_out}, left_out
 
 
 class _ProfileLoader(yaml.SafeLoader):
@@ -194,11 +268,11 @@ for _tag, _pattern in (
     _ProfileLoader.add_implicit_resolver(_tag, re.compile(_pattern), list("-+0123456789."))
 
 
-PROFILE_KEYS = {
+PROFILE_KEYS: dict[str, type | tuple[type, ...]] = {
     "time": str,
     "cpus": int,
     "mem": str,
-    "gpus": int,
+    "gpus": (int, str),
     "partition": str,
     "account": str,
     "qos": str,
@@ -232,8 +306,11 @@ def load_profile(name_or_path: str) -> dict:
         kind = PROFILE_KEYS.get(key)
         if kind is None:
             raise SlurmError(f"profile {path}: unknown key {key!r}; known: {', '.join(PROFILE_KEYS)}")
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-            raise SlurmError(f"profile {path}: {key} must be {kind.__name__}, got {value!r}")
+        if kind is str and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # `mem: 4000` or `time: 60` mean what they say as text
+        if isinstance(value, bool) or not isinstance(value, kind):
+            wanted = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+            raise SlurmError(f"profile {path}: {key} must be {wanted}, got {value!r}")
         if key == "sbatch":
             options = cast(list, value)
             if not all(isinstance(v, str) for v in options):
@@ -247,7 +324,7 @@ def load_profile(name_or_path: str) -> dict:
 def render_script(sweep_dir: Path, job_name: str, num_tasks: int, res: Resources, python: str = sys.executable) -> str:
     array = f"0-{num_tasks - 1}" + (f"%{res.max_parallel}" if res.max_parallel else "")
     optional = {
-        "GPUS_LINE": ("--gres=gpu:{}", res.gpus or None),
+        "GPUS_LINE": ("--gres=gpu:{}", res.gpus if res.gpu_count else None),
         "PARTITION_LINE": ("--partition={}", res.partition),
         "ACCOUNT_LINE": ("--account={}", res.account),
         "QOS_LINE": ("--qos={}", res.qos),
@@ -292,6 +369,13 @@ def plan_sweep(
     a fixed run directory: one seed's run, or a population's directory (group.json listing
     its seeds, each seed's run directory inside it); validated."""
     base = load_config(config, overrides)
+    for override in overrides:
+        key = override.split("=", 1)[0].strip()
+        if key in ("seed", "run_dir"):
+            raise SlurmError(
+                f"the override {override!r} would be lost: submit gives each task its seed and run directory; "
+                f"use --seeds and --sweep-dir"
+            )
     if any(o.split("=", 1)[0].strip() == "env.game" for o in overrides) and games:
         raise SlurmError("--games and an env.game= override both name the game; give one of them")
     games = [resolve_game(g) for g in (games or [base.env.game])]
@@ -384,7 +468,12 @@ def submit(
                 listed = [{"seed": m["seed"], "run_dir": Path(m["run_dir"]).name} for m in task["members"]]
                 (group / "group.json").write_text(json.dumps({"members": listed}, indent=2) + "\n")
         (sweep / "job.sbatch").write_text(script)
-        result = subprocess.run(["sbatch", "--parsable", str(sweep / "job.sbatch")], capture_output=True, text=True)
+        environment, left_out = resources.sbatch_environment(dict(os.environ))
+        for name in left_out:
+            print(f"submit: {name} from the environment left out: the job script sets it", file=sys.stderr)
+        result = subprocess.run(
+            ["sbatch", "--parsable", str(sweep / "job.sbatch")], capture_output=True, text=True, env=environment
+        )
         if result.returncode != 0:
             message = (result.stderr or result.stdout).strip().splitlines()
             raise SlurmError(f"sbatch failed: {message[-1] if message else f'exit {result.returncode}'}")
@@ -486,17 +575,20 @@ def _task_indices(text: str) -> list[int]:
     return out
 
 
-def _live_states(job_id: str, job_name: str | None = None) -> dict[int, dict]:
+def _live_states(job_id: str, job_name: str | None = None, script: str | None = None) -> dict[int, dict]:
     """Array index -> {'state', 'reason', 'restarts'} of tasks the controller still holds:
     squeue (pending and running, with the pending reason) and `scontrol show job` (also tasks
-    ended within the last few minutes, and restart counts). Jobs of another name are another
-    array that got this id (a controller restarted with a fresh state numbers jobs from 1
-    again): nothing of them is taken."""
+    ended within the last few minutes, and restart counts). Jobs of another name, or another
+    job script than this sweep's `script`, are another array that got this id (a controller
+    restarted with a fresh state numbers jobs from 1 again; two sweeps may share a job name):
+    nothing of them is taken."""
     states: dict[int, dict] = {}
     shown = _run(["scontrol", "show", "job", "-o", job_id])
     for line in shown.stdout.splitlines() if shown else []:
         fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
         if job_name is not None and fields.get("JobName", job_name) != job_name:
+            return {}
+        if script is not None and fields.get("Command", script) != script:
             return {}
         for index in _task_indices(fields.get("ArrayTaskId", "")):
             states[index] = {
@@ -504,10 +596,12 @@ def _live_states(job_id: str, job_name: str | None = None) -> dict[int, dict]:
                 "reason": fields.get("Reason", "None"),
                 "restarts": int(fields.get("Restarts", 0)),
             }
-    queued = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T|%r|%j"])
+    queued = _run(["squeue", "-h", "-r", "-j", job_id, "-o", "%K|%T|%r|%j|%o"])
     for line in queued.stdout.splitlines() if queued else []:
-        index, state, reason, name = (line.split("|") + ["", "", ""])[:4]
+        index, state, reason, name, command = (line.split("|") + ["", "", "", ""])[:5]
         if job_name is not None and name and name != job_name:
+            continue
+        if script is not None and command and command != script:
             continue
         for i in _task_indices(index):
             states.setdefault(i, {"restarts": 0}).update(state=state, reason=reason)
@@ -591,7 +685,7 @@ def status(sweep_dir: str | Path) -> tuple[list[dict], list[str]]:
     if shutil.which("scontrol"):
         check_controller()
         job_name = manifest.get("job_name")  # sweeps written before it was recorded: no check
-        live = _live_states(job_id, job_name)
+        live = _live_states(job_id, job_name, str(sweep.absolute() / "job.sbatch"))
         sources.append("squeue and scontrol (tasks queued, running or ended minutes ago)")
         found = _accounting_states(job_id) or _completion_records(job_id, job_name)
         if found is not None:

@@ -36,7 +36,7 @@ from dqn_atari.checkpoint import Checkpointer, CheckpointError, load_group, mayb
 from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
 from dqn_atari.errors import first_line
-from dqn_atari.evaluation import GreedyPolicy, observation_settings, play_episodes
+from dqn_atari.evaluation import EvaluationInterrupted, GreedyPolicy, observation_settings, play_episodes
 from dqn_atari.metrics import Logger, Progress
 from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
 from dqn_atari.replay import Batch as ReplayBatch
@@ -181,6 +181,9 @@ class SeedRun:
         # The best in-training evaluation mean so far; the seed is done once it reaches
         # cfg.eval.stop_at_return (a resume with a higher target, or none, trains on).
         self.best_evaluation_return = -math.inf
+        # An in-training evaluation is due at this frame count and not done yet: a stop signal
+        # abandoned it, and the checkpoint carries the debt so that the resumed run plays it.
+        self.evaluation_due = False
 
     def _logger(self) -> Logger:
         assert self.logger is not None, "train() opens the logger"
@@ -346,6 +349,7 @@ class Trainer:
         self._interval.restart(self.steps, self.agent.updates)
         logged_at = self.steps
         try:
+            self.evaluate_due()  # an evaluation a stop signal interrupted comes first
             while self.active and self.frames < cfg.train.total_frames:
                 epsilon = self.epsilon()
                 actions = self.agent.act(self.observations(), [epsilon] * len(self.active))
@@ -359,15 +363,15 @@ class Trainer:
                     next_log = _next_multiple(self.steps, cfg.log.every_steps)
                     logged_at = self.steps
                 if cfg.eval.every_frames and self.frames >= next_eval:
-                    self.evaluate()
+                    for seed in self.active:
+                        seed.evaluation_due = True
                     next_eval = _next_multiple(self.frames, cfg.eval.every_frames)
-                    self._retire_finished()
+                    self.evaluate_due()
                 if self.frames >= next_checkpoint and self.active:
                     self.save_checkpoint()
                     next_checkpoint = _next_multiple(self.frames, cfg.checkpoint.every_frames)
                 if self.stop_signal is not None and self.active:
-                    self.save_checkpoint()
-                    raise Preempted()
+                    self._stop()
             if self.active and self.steps > logged_at:
                 self.log_interval(self.epsilon(), progress)
             if checkpoint_at_end and any(s.checkpointed_frames != s.frames for s in self.active):
@@ -455,16 +459,30 @@ class Trainer:
         """What the progress bar shows between logging intervals: host counters only."""
         return {"return10": "/".join(s.return10() for s in self.active), "eps": f"{self.epsilon():.3f}"}
 
-    def evaluate(self) -> list[dict]:
-        """Each active seed's evaluation: its own games (seeded from its evaluation stream and
-        the frame count), never its training envs or streams."""
-        summaries = []
-        for k, seed in enumerate(self.active):
-            summaries.append(self._evaluate_seed(k, seed))
-        return summaries
+    def _stop(self) -> None:
+        """A stop signal: a checkpoint at this step (unless one was just written), then Preempted."""
+        if any(seed.checkpointed_frames != seed.frames for seed in self.active):
+            self.save_checkpoint()
+        raise Preempted()
+
+    def evaluate_due(self) -> None:
+        """Each active seed's due evaluation, then the seeds that reached their target retire. A
+        stop signal during an evaluation abandons it at the next step of its games: the seeds
+        still owing one checkpoint with that debt, and Preempted is raised."""
+        try:
+            for k, seed in enumerate(self.active):
+                if seed.evaluation_due:
+                    self._evaluate_seed(k, seed)
+                    seed.evaluation_due = False
+        except EvaluationInterrupted:
+            self._stop()
+        self._retire_finished()
 
     def _evaluate_seed(self, k: int, seed: SeedRun) -> dict:
+        """Seed k's evaluation: its own games (seeded from its evaluation stream and the frame
+        count), never its training envs or streams."""
         e = self.cfg.eval
+        print(f"{seed.label}evaluating {e.episodes} games at {seed.frames:,} frames...", flush=True)
         frozen = None if self.agent.acting_noise is None else self.agent.acting_noise[k : k + 1]
         policy = GreedyPolicy(
             self.agent.member_network(k), noise=e.noise, frozen_noise=frozen, seed=seed.evaluation_seed + seed.frames
@@ -479,6 +497,7 @@ class Trainer:
             noop_max=e.noop_max,
             seed=seed.evaluation_seed + seed.frames,  # a fresh, reproducible set of games
             observation=observation_settings(to_dict(self.cfg)["env"]),
+            interrupted=lambda: self.stop_signal is not None,
         )
         scores = [r.score for r in results]
         summary = {"eval/return_mean": float(np.mean(scores)), "eval/return_std": float(np.std(scores))}
@@ -538,6 +557,7 @@ class Trainer:
             "best_evaluation_return": seed.best_evaluation_return
             if math.isfinite(seed.best_evaluation_return)
             else None,
+            "evaluation_due": seed.evaluation_due,
             "config": to_dict(seed.cfg),
         }
         envs = seed.envs.state()
@@ -579,6 +599,7 @@ class Trainer:
             seed.frames, seed.steps, seed.games = f.state["frames"], f.state["steps"], f.state["games"]
             best = f.state.get("best_evaluation_return")
             seed.best_evaluation_return = -math.inf if best is None else best
+            seed.evaluation_due = bool(f.state.get("evaluation_due", False))
             seed.checkpointed_frames = seed.frames
         training = [(k, s, f) for k, (s, f) in enumerate(zip(self.seeds, found, strict=True)) if f.model is not None]
         self.active = [s for _, s, _ in training]

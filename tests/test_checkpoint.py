@@ -4,6 +4,7 @@ hook inside a checkpoint write), on real Pong."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
 import signal
@@ -183,6 +184,42 @@ def test_sigusr1_checkpoints_exits_75_and_the_run_resumes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"at frame {frames:,}" in result.stdout
     assert "done: 4,000 frames" in result.stdout
+
+
+@pytest.mark.e2e
+def test_a_stop_signal_during_an_evaluation_is_honoured_at_once_and_the_resumed_run_plays_it(tmp_path):
+    """SLURM's time-limit warning can land in an in-training evaluation (minutes of games): the
+    games are abandoned at their next step, the checkpoint owes the evaluation, and the resumed
+    run plays it first, on the same games, ending where an uninterrupted run ends."""
+    evaluating = ["eval.every_frames=2000", "eval.episodes=8", "eval.max_episode_frames=18000"]
+    straight = tmp_path / "straight"
+    assert train(straight, *evaluating).returncode == 0
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *evaluating],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    while "evaluating 8 games at 2,000 frames" not in (line := proc.stdout.readline()):
+        assert line, "run ended before its first evaluation"
+    os.kill(proc.pid, signal.SIGUSR1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "evaluation at 2,000 frames: mean" not in out  # abandoned, not finished first
+    saved = checkpoints(run)[-1]
+    assert saved.name == "ckpt-000000002000"
+    assert json.loads((saved / "state.json").read_text())["evaluation_due"] is True
+
+    result = resume(run)
+    assert result.returncode == 0, result.stderr
+    assert "evaluation at 2,000 frames: mean" in result.stdout
+    assert_same_final_state(straight, run)
+    assert metric_values(run, "eval/return_mean") == metric_values(straight, "eval/return_mean")
+    assert len(metric_values(run, "eval/return_mean")) == 2  # at 2,000 and 4,000 frames
 
 
 @pytest.mark.e2e

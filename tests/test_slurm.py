@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,6 +130,73 @@ def test_warning_signal_checkpoints_requeues_and_the_task_resumes(cluster, tmp_p
     assert metrics["slurm/restart_count"][-1][1] == 1.0
     points = [f for f, _ in metrics["train/epsilon"]]
     assert points == sorted(set(points))  # the resumed run continued the log without repeats
+
+
+@pytest.mark.slurm
+@pytest.mark.e2e
+def test_a_warning_during_an_evaluation_requeues_the_task_and_the_evaluation_is_played_after(cluster, tmp_path):
+    """The time-limit warning in the middle of an in-training evaluation: the task checkpoints
+    within seconds, requeues, resumes, plays the evaluation it owed and completes."""
+    sweep = tmp_path / "sweep"
+    evaluating = ["eval.every_frames=2000", "eval.episodes=8", "eval.max_episode_frames=18000"]
+    # A site's set-up as conda's activation writes it: it reads unset variables and turns on
+    # errexit, and a careless one replaces the script's trap; none of it may reach the requeue.
+    setup = 'set -e\n: "${CONDA_SHLVL_NOT_SET}"\ntrap - USR1 TERM'
+    result = submit(sweep, "--seeds", "3", "--cpus", "2", "--setup", setup, "train.total_frames=4000", *evaluating)
+    assert result.returncode == 0, result.stderr
+    log = lambda: task_log(sweep, 0)  # noqa: E731
+    deadline = time.time() + 180
+    while "evaluating 8 games at 2,000 frames" not in log():
+        assert time.time() < deadline, log()
+        time.sleep(0.2)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_of(sweep)}_0"], check=True)
+    rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
+    assert rows[0][4] == "4,000/4,000" and rows[0][6] == "1"  # one restart
+    text = log()
+    assert "checkpoint written; requeueing" in text
+    before, after = text.split("resumed from", 1)
+    assert "evaluation at 2,000 frames: mean" not in before  # abandoned at the warning...
+    assert "evaluation at 2,000 frames: mean" in after  # ...and played by the resumed run
+
+
+@pytest.mark.slurm
+def test_sbatch_variables_in_the_environment_do_not_change_what_the_script_sets(cluster, tmp_path):
+    """A shell with SBATCH_TIMELIMIT, SBATCH_NO_REQUEUE and SBATCH_ARRAY_INX left over: the job
+    keeps the script's limit, requeue and tasks, and submit says what it left out."""
+    sweep = tmp_path / "sweep"
+    blocker = held_job()
+    leftovers = {"SBATCH_TIMELIMIT": "1-00:00:00", "SBATCH_NO_REQUEUE": "1", "SBATCH_ARRAY_INX": "0-3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "dqn_atari", "submit", str(CONFIGS / "smoke.yaml"), "--time", "00:10:00"]
+        + ["--cpus", "1", "--mem", "1G", "--sweep-dir", str(sweep), "--dependency", f"afterok:{blocker}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **leftovers},
+    )
+    try:
+        assert result.returncode == 0, result.stderr
+        for name in leftovers:
+            assert f"{name} from the environment left out" in result.stderr
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job_of(sweep)], capture_output=True, text=True)
+        lines = shown.stdout.strip().splitlines()
+        assert len(lines) == 1  # one task, not four
+        assert "TimeLimit=00:10:00" in lines[0] and "Requeue=1" in lines[0], lines[0]
+    finally:
+        subprocess.run(["scancel", job_of(sweep), blocker])
+
+
+@pytest.mark.slurm
+def test_a_failing_set_up_stops_the_task_before_training(cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    missing_module = "module_load_of_a_missing_module cuda/99"
+    result = submit(sweep, "--seeds", "0", "--setup", missing_module, "train.total_frames=400")
+    assert result.returncode == 0, result.stderr
+    rows = wait_for(sweep, lambda rows: rows[0][3] not in ("PENDING", "RUNNING"))
+    assert rows[0][3] == "FAILED"
+    text = task_log(sweep, 0)
+    assert "the set-up (--setup) failed with exit status 127" in text, text
+    assert "run directory:" not in text  # training never started
 
 
 def job_of(sweep: Path) -> str:
@@ -323,6 +391,16 @@ def test_sbatch_failure_is_shown_and_leaves_no_sweep(cluster, tmp_path):
         (["--seeds", "0-100000"], "the sweep has 100,001 tasks but this cluster takes job arrays of at most"),
         (["--games", "Pong", "env.game=Breakout"], "--games and an env.game= override both name the game"),
         (["--seeds-per-task", "0"], "--seeds-per-task must be at least 1"),
+        # sbatch takes any unambiguous prefix of a long option
+        (["--sbatch=--arr=0-2"], "sets --array (abbreviated --arr), which the job script manages"),
+        (["--sbatch=--cpus-per-t=999"], "sets --cpus-per-task (abbreviated --cpus-per-t)"),
+        (["--gpus", "a100:x"], "--gpus 'a100:x' is not a GPU request"),
+        (["--gpus", "1", "--sbatch=--gres=gpu:a100:1"], "asks for GPUs and so does --gpus 1"),
+        (["--time", "99999999999999999999"], "longer than a year"),
+        (["--seeds", "0-99999999999"], "gives 100,000,000,000 seeds; at most 1,000,000"),
+        (["seed=3"], "the override 'seed=3' would be lost: submit gives each task its seed"),
+        (["run_dir=/tmp/elsewhere"], "the override 'run_dir=/tmp/elsewhere' would be lost"),
+        (["--setup", "cat <<EOF\nnever ended"], "--setup is not valid bash"),
     ],
 )
 def test_bad_input_is_rejected_before_anything_is_written(tmp_path, args, message):
@@ -353,6 +431,28 @@ def test_a_profile_reads_an_unquoted_time_as_the_time_it_means(tmp_path):
     profile = tmp_path / "site.yaml"
     profile.write_text("time: 2:00:00\ncpus: 8\nmem: 16G\n")
     assert load_profile(str(profile)) == {"time": "2:00:00", "cpus": 8, "mem": "16G"}
+
+
+def test_typed_gpus_are_asked_for_as_slurm_writes_them(tmp_path):
+    typed = submit(tmp_path / "sweep", "--gpus", "a100:2", "--dry-run")
+    assert typed.returncode == 0, typed.stderr
+    assert "#SBATCH --gres=gpu:a100:2" in typed.stdout
+    gres = submit(tmp_path / "sweep", "--sbatch=--gres=gpu:a100:1", "--dry-run")
+    assert gres.returncode == 0, gres.stderr
+    assert "#SBATCH --gres=gpu:a100:1" in gres.stdout and "##SBATCH --gres=gpu: (not set)" in gres.stdout
+    profile = tmp_path / "site.yaml"
+    profile.write_text("gpus: a100:1\nmem: 4000\n")  # a count as text, a size as a YAML integer
+    result = submit(tmp_path / "sweep", "--profile", str(profile), "--mem", "1G", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "#SBATCH --gres=gpu:a100:1" in result.stdout
+
+
+def test_seeds_are_given_one_way_to_train(tmp_path):
+    result = run_cli("train", str(CONFIGS / "smoke.yaml"), "--seeds", "0-1", "seed=3", f"run_dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "--seeds and the override 'seed=3' both give seeds" in result.stderr
+    result = run_cli("train", str(CONFIGS / "smoke.yaml"), "--seeds", "", f"run_dir={tmp_path / 'r'}")
+    assert result.returncode == 2 and "is not a seed list" in result.stderr
+    assert not (tmp_path / "r").exists()
 
 
 def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):
