@@ -248,14 +248,21 @@ def load_group(
     is used without the transitions that read those frames. Checkpoints of a seed newer than
     the frame count used (a population killed while writing its checkpoints) are moved aside
     to `ahead-ckpt-<frames>/`. A seed whose newest checkpoint had reached `stop_at_return`
-    stays finished. None when no seed has a checkpoint."""
+    stays finished. None when no seed has a checkpoint, or when some seeds have none (the
+    others' checkpoints are then set aside: the population starts again from frame 0)."""
     listed = [c.list() for c in checkpointers]
     if not any(listed):
         return None
     who = [f"the run in {c.root.parent}" for c in checkpointers]
-    for paths, name in zip(listed, who, strict=True):
-        if not paths:
-            raise CheckpointError(f"{name} has no checkpoint while the other seeds of the population have")
+    if not all(listed):
+        # A population killed inside its first checkpoint: some seeds wrote theirs, the others
+        # none. There is no common frame count but 0, so the population starts again, the lone
+        # checkpoints set aside (a seed never goes on alone from frames its siblings lack).
+        for checkpointer, paths in zip(checkpointers, listed, strict=True):
+            for path in paths:
+                checkpointer.set_aside(path, "ahead", warn)
+        warn("dqn-atari: warning: the population's first checkpoint was not completed by every seed: starting again")
+        return None
     finished: dict[int, Loaded] = {}
     for i, paths in enumerate(listed):
         try:

@@ -425,9 +425,10 @@ def _cmd_train(args) -> int:
         return 0
     from dqn_atari.checkpoint import CheckpointError, CheckpointWriteError
     from dqn_atari.run_lock import RunLock, RunLocked
-    from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, resolve_device
+    from dqn_atari.trainer import Preempted, Trainer, TrainingDiverged, check_memory, resolve_device
 
     resolve_device(cfg.train.device)  # refuse an absent GPU before creating anything
+    check_memory(configs)
     _warn_if_replay_dwarfs_run(cfg)
     for run_dir in run_dirs:
         _make_writable_dir(run_dir, "run_dir")

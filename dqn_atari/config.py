@@ -229,13 +229,16 @@ _RANGES: list[tuple[str, Any, str]] = [
     ("agent.gamma", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.target_update_period_steps", lambda v: v >= 1, "an integer >= 1"),
     ("agent.tau", lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("agent.atoms", lambda v: v >= 2, "an integer >= 2"),
-    ("agent.quantiles", lambda v: v >= 1, "an integer >= 1"),
+    # Upper bounds far above the papers' (51 atoms, 200 quantiles, 64 fractions and cosines):
+    # the head's output and the loss's pairwise terms grow with them, and a typo of a few more
+    # digits would end in an out-of-memory crash at the first update instead of this line.
+    ("agent.atoms", lambda v: 2 <= v <= 10_000, "an integer in [2, 10000]"),
+    ("agent.quantiles", lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
     ("agent.huber_kappa", lambda v: v > 0, "a positive number"),
-    ("agent.iqn_tau_samples", lambda v: v >= 1, "an integer >= 1"),
-    ("agent.iqn_tau_prime_samples", lambda v: v >= 1, "an integer >= 1"),
-    ("agent.iqn_policy_samples", lambda v: v >= 1, "an integer >= 1"),
-    ("network.iqn_cosines", lambda v: v >= 1, "an integer >= 1"),
+    ("agent.iqn_tau_samples", lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
+    ("agent.iqn_tau_prime_samples", lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
+    ("agent.iqn_policy_samples", lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
+    ("network.iqn_cosines", lambda v: 1 <= v <= 10_000, "an integer in [1, 10000]"),
     ("network.noisy_sigma0", lambda v: v >= 0, "a number >= 0"),
     ("agent.epsilon_start", lambda v: 0 <= v <= 1, "a number in [0, 1]"),
     ("agent.epsilon_end", lambda v: 0 <= v <= 1, "a number in [0, 1]"),

@@ -8,6 +8,7 @@ changes nothing in the training run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -207,23 +208,47 @@ def _play(
 
 class _Games:
     """n games of one kind, each on its own emulator: in this process (stepping only the games
-    still playing), or with `processes` > 1 in gymnasium's AsyncVectorEnv worker processes
-    (a game that ended is restarted there and its further steps ignored)."""
+    still playing), or with `processes` > 1 in that many worker processes, each stepping its
+    own contiguous share of the games (`_game_worker`)."""
 
     def __init__(self, game: str, settings: dict, n: int, processes: int):
         make = partial(make_env, game, **settings)
-        self.parallel = processes > 1 and n > 1
+        self.n = n
+        workers = min(processes, n)
+        self.parallel = workers > 1
         if self.parallel:
-            self.vector = gym.vector.AsyncVectorEnv([make] * n, shared_memory=True)
-            self.num_actions = int(cast(gym.spaces.Discrete, self.vector.single_action_space).n)
+            import multiprocessing
+
+            bounds = np.linspace(0, n, workers + 1).round().astype(int)
+            self.shares = [np.arange(bounds[w], bounds[w + 1]) for w in range(workers)]
+            context = multiprocessing.get_context("fork")  # workers import nothing anew
+            self.pipes, self.workers = [], []
+            for share in self.shares:
+                parent, child = context.Pipe()
+                worker = context.Process(target=_game_worker, args=(child, make, len(share)), daemon=True)
+                worker.start()
+                child.close()
+                self.pipes.append(parent)
+                self.workers.append(worker)
+            self.num_actions = int(self._gather("actions")[0])
         else:
             self.envs = [make() for _ in range(n)]
             self.num_actions = int(cast(gym.spaces.Discrete, self.envs[0].action_space).n)
-        self.n = n
+
+    def _gather(self, command: str, per_share=None) -> list:
+        """Send each worker its command (with its share of `per_share`), then collect the answers:
+        the workers step at the same time."""
+        for w, pipe in enumerate(self.pipes):
+            pipe.send((command, None if per_share is None else per_share(w, self.shares[w])))
+        answers = [pipe.recv() for pipe in self.pipes]
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
+        return answers
 
     def reset(self, seeds: list[int]) -> np.ndarray:
         if self.parallel:
-            return self.vector.reset(seed=cast(list, seeds))[0]
+            return np.concatenate(self._gather("reset", lambda w, share: [seeds[j] for j in share]))
         self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)])
         return self.obs
 
@@ -231,8 +256,11 @@ class _Games:
         """(obs, reward, terminated, truncated, episode frame numbers) of every game; only the
         entries of `live` games mean anything."""
         if self.parallel:
-            obs, reward, terminated, truncated, info = self.vector.step(actions)
-            return obs, reward, terminated, truncated, info["episode_frame_number"]
+            playing = set(live.tolist())
+            answers = self._gather(
+                "step", lambda w, share: (actions[share], [i for i, j in enumerate(share) if j in playing])
+            )
+            return tuple(np.concatenate(part) for part in zip(*answers, strict=True))
         reward, terminated, truncated = np.zeros(self.n), np.zeros(self.n, bool), np.zeros(self.n, bool)
         frames = np.zeros(self.n, dtype=np.int64)
         for j in live:
@@ -245,10 +273,48 @@ class _Games:
 
     def close(self) -> None:
         if self.parallel:
-            self.vector.close()
+            for pipe in self.pipes:
+                with contextlib.suppress(OSError):  # a worker that already ended
+                    pipe.send(("close", None))
+            for worker in self.workers:
+                worker.join(timeout=10)
+                if worker.is_alive():
+                    worker.kill()
         else:
             for env in self.envs:
                 env.close()
+
+
+def _game_worker(pipe, make: Callable, count: int) -> None:
+    """A worker process of `_Games`: `count` games, stepped on command (only the playing ones)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    envs = [make() for _ in range(count)]
+    obs: np.ndarray | None = None
+    while True:
+        command, data = pipe.recv()
+        try:
+            if command == "actions":
+                pipe.send(int(cast(gym.spaces.Discrete, envs[0].action_space).n))
+            elif command == "reset":
+                obs = np.stack([env.reset(seed=seed)[0] for env, seed in zip(envs, data, strict=True)])
+                pipe.send(obs)
+            elif command == "step":
+                assert obs is not None
+                actions, playing = data
+                reward, terminated, truncated = np.zeros(count), np.zeros(count, bool), np.zeros(count, bool)
+                frames = np.zeros(count, dtype=np.int64)
+                for i in playing:
+                    obs[i], reward[i], terminated[i], truncated[i], _ = envs[i].step(int(actions[i]))
+                    frames[i] = cast(AtariEnv, envs[i].unwrapped).ale.getEpisodeFrameNumber()
+                pipe.send((obs, reward, terminated, truncated, frames))
+            else:
+                for env in envs:
+                    env.close()
+                return
+        except Exception as err:  # the parent raises it
+            pipe.send(err)
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -131,6 +131,33 @@ def check_population(configs: Sequence[Config]) -> None:
                 )
 
 
+# Host memory a seed takes besides its replay: the online and target networks, Adam's two
+# moments, the gradients and the emulators (measured well under this on the Nature network).
+SEED_OVERHEAD_BYTES = 256 << 20
+
+
+def check_memory(configs: Sequence[Config]) -> None:
+    """Refuse, before anything is written, a run or population whose replays (every frame store
+    in host memory) and per-seed state do not fit in the memory available now: each replay alone
+    may fit while all of them together do not."""
+    from dqn_atari.replay import memory_available_bytes
+
+    replay_bytes = 0
+    for cfg in configs:
+        per_transition = 6 + (8 if cfg.replay.prioritized else 0)  # action, reward, flags (+ priority)
+        if not cfg.replay.frames_on_device:
+            per_transition += cfg.env.frame_size**2
+        replay_bytes += cfg.replay.capacity * per_transition
+    needed = replay_bytes + len(configs) * SEED_OVERHEAD_BYTES
+    available = memory_available_bytes()
+    if needed > available:
+        what = f"{len(configs)} seeds need" if len(configs) > 1 else "this run needs"
+        raise ConfigError(
+            f"{what} about {needed / 2**30:.1f} GiB of memory ({replay_bytes / 2**30:.1f} GiB of replay) but "
+            f"{available / 2**30:.1f} GiB are available; train fewer seeds at once or lower replay.capacity"
+        )
+
+
 def _flat(cfg: Config) -> dict[str, Any]:
     from dqn_atari.config import flatten
 

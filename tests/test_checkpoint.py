@@ -223,6 +223,26 @@ def test_a_stop_signal_during_an_evaluation_is_honoured_at_once_and_the_resumed_
 
 
 @pytest.mark.e2e
+def test_a_population_killed_inside_its_first_checkpoint_starts_again(tmp_path):
+    """Seed 0 wrote its first checkpoint, seed 1 was killed writing its own: the group has no
+    common checkpoint, so the same command (a SLURM requeue) starts it again from frame 0."""
+    group = tmp_path / "group"
+    command = [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={group}", "--seeds", "0-1"]
+    command.append("train.total_frames=2000")
+    crashed = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "DQN_ATARI_CRASH_AT": "before_rename:2"}
+    )
+    assert crashed.returncode == 137, crashed.stderr
+    assert [p.name for p in checkpoints(group / "s0")] == ["ckpt-000000001000"] and not checkpoints(group / "s1")
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "first checkpoint was not completed by every seed: starting again" in again.stderr
+    for seed in ("s0", "s1"):
+        assert checkpoints(group / seed)[-1].name == "ckpt-000000002000"
+    assert (group / "s0" / "checkpoints" / "ahead-ckpt-000000001000").is_dir()
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("stage", ["model", "replay", "before_rename"])
 def test_crash_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path, stage):
     run = tmp_path / "run"

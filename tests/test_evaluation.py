@@ -2,6 +2,7 @@
 decoded with PyAV, GIFs opened with Pillow."""
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import av
@@ -216,7 +217,7 @@ def test_q_value_panel_fits_the_full_action_set_at_any_scale():
     "game,network,noise,processes",
     [
         ("Pong", {}, "per_step", 1),
-        ("Breakout", {}, "per_step", 2),
+        ("Breakout", {}, "per_step", 2),  # 3 games in 2 workers: one steps 2 games
         ("Pong", {"noisy": True}, "off", 1),
         ("Pong", {"noisy": True}, "frozen", 1),
         ("Breakout", {"noisy": True}, "per_step", 1),
@@ -236,8 +237,14 @@ def test_games_side_by_side_play_as_they_do_one_at_a_time(game, network, noise, 
     reports = []
     for at_once, workers in ((1, 1), (None, processes)):
         policy = GreedyPolicy(agent.member_network(0), noise=noise, frozen_noise=agent.acting_noise, seed=3)
+        worker_counts = set()
+
+        def counting(obs, numbers, policy=policy, worker_counts=worker_counts):
+            worker_counts.add(len(multiprocessing.active_children()))
+            return policy(obs, numbers)
+
         results = play_episodes(
-            policy,
+            counting,
             game,
             episodes=3,
             epsilon=0.05,
@@ -247,5 +254,7 @@ def test_games_side_by_side_play_as_they_do_one_at_a_time(game, network, noise, 
             processes=workers,
         )
         reports.append([asdict(r) for r in results])
+        # as many worker processes as asked for, however many games they step
+        assert worker_counts == {workers if workers > 1 else 0}
     assert reports[0] == reports[1]
     assert len({r["score"] for r in reports[0]} | {r["steps"] for r in reports[0]}) > 2  # the games differ

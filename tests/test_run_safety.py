@@ -273,10 +273,22 @@ def test_copies_and_damaged_logs_do_not_stop_a_resume(tmp_path):
         (["env.noop_max=100000000"], "'env.noop_max' must be an integer in [0, 10000]"),
         (["optimizer.lr=inf"], "'optimizer.lr' must be a finite number"),
         (["optimizer.lr=.nan"], "'optimizer.lr' must be a finite number"),
+        (["agent.value_head=qr_dqn", "agent.quantiles=1000000000"], "'agent.quantiles' must be an integer in"),
     ],
 )
 def test_values_that_would_crash_later_are_refused_up_front(args, message):
     assert message in one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), *args))
+
+
+def test_a_population_whose_replays_fit_one_by_one_but_not_together_is_refused_before_anything(tmp_path):
+    from dqn_atari.replay import memory_available_bytes
+
+    capacity = int(0.4 * memory_available_bytes() / (84 * 84 + 6))  # each replay fits; four do not
+    group = tmp_path / "group"
+    overrides = [f"replay.capacity={capacity}", f"run_dir={group}", "train.total_frames=40000000"]
+    error = one_line_error(run_cli("train", str(CONFIGS / "smoke.yaml"), *overrides, "--seeds", "0-3"))
+    assert "4 seeds need about" in error and "train fewer seeds at once or lower replay.capacity" in error
+    assert not group.exists()
 
 
 def test_bad_yaml_files_are_refused_in_one_line(tmp_path):
