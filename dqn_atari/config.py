@@ -149,8 +149,10 @@ class TrainConfig:
     # times faster at batch 32, where launching the kernels costs more than running them).
     # Ignored on a CPU.
     cuda_graph: bool = False
-    # bf16: the forward passes under bfloat16 autocast (weights, optimiser state and the loss's
-    # reduction stay fp32). A change of numerics; faster where the CPU or GPU has bf16 units.
+    # bf16: the forward passes under bfloat16 autocast but for each head's output layer, which
+    # stays fp32 with everything made from its outputs (Q-values, C51's log-softmax, the losses,
+    # every argmax); weights, optimiser state and the loss's reduction stay fp32 too. A change
+    # of numerics; faster where the CPU or GPU has bf16 units.
     precision: Literal["fp32", "bf16"] = "fp32"
 
 

@@ -112,7 +112,12 @@ class MLP(nn.Sequential):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         split = self.first_noise
         hidden = self[1](self[0](x, None if noise is None else noise[..., :split]))
-        return self[2](hidden, None if noise is None else noise[..., split:])
+        # The output layer, and so everything made of its outputs (dueling's sum, C51's
+        # log-softmax, the argmax that picks an action), stays fp32 under bf16 autocast: bf16
+        # keeps 8 significant bits, so Q-values of a few units apart by less than 1/256 of
+        # their size would tie exactly and argmax would return the first action.
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self[2](hidden.float(), None if noise is None else noise[..., split:].float())
 
 
 class PlainHead(nn.Module):

@@ -4,10 +4,10 @@ optimisers, and members that never couple (clipping, noise, optimiser state, str
 import numpy as np
 import pytest
 import torch
-from conftest import CUDA
+from conftest import BF16_HERE, CUDA
 
 from dqn_atari.agent import Agent, Batch, clip_grad_norm_per_member, linear_epsilon, per_sample_loss
-from dqn_atari.networks import QNetwork
+from dqn_atari.networks import MLP, QNetwork
 from dqn_atari.value_heads import Categorical, ImplicitQuantile, QuantileRegression
 
 
@@ -243,6 +243,40 @@ def test_every_head_composes_with_dueling_noisy_and_double_and_updates(head):
     assert (stats["priorities"] > 0).all()
     actions = agent.act(np.zeros((1, 5, 4, 84, 84), np.uint8), [0.0])
     assert actions.shape == (1, 5) and ((actions >= 0) & (actions < 3)).all()
+
+
+@BF16_HERE
+@pytest.mark.parametrize(
+    "head,network",
+    [
+        (None, {}),
+        (None, {"dueling": True}),
+        (Categorical(51, -10.0, 10.0), {}),
+        (QuantileRegression(200), {"dueling": True}),
+        (ImplicitQuantile(8, 8, 4), {}),
+    ],
+    ids=["dqn", "dueling", "c51", "qr-dqn-dueling", "iqn"],
+)
+def test_under_bf16_q_values_stay_fp32_so_near_ties_are_still_told_apart(head, network):
+    """Q-values at a trained network's scale (every output layer's bias raised by 5): bf16
+    keeps 8 significant bits, so rounded Q-values of about 5 would tie whenever two actions are
+    less than 1/32 apart and argmax would return the first. The output layer and all after it
+    stay fp32: actions agree with fp32's, and each head's update runs (C51's projection too)."""
+    agents = [make_agent((0,), head, network=network, precision=p) for p in ("fp32", "bf16")]
+    for agent in agents:
+        with torch.no_grad():
+            for module in agent.online.modules():
+                if isinstance(module, MLP):
+                    module[2].bias.add_(5.0)
+    obs = torch.randint(0, 256, (1, 200, 4, 84, 84), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    taus = torch.rand(1, 200, 4, generator=torch.Generator().manual_seed(2)) if head and head.samples_taus else None
+    fp32, bf16 = (agent.q_values(obs, None, taus) for agent in agents)
+    assert bf16.dtype == torch.float32
+    top2 = bf16.topk(2, dim=2).values
+    assert (top2[..., 0] > top2[..., 1]).all()  # no exact ties
+    assert (fp32.argmax(dim=2) == bf16.argmax(dim=2)).float().mean() > 0.9
+    stats = agents[1].update(random_batch(1, 8, 3, torch.Generator().manual_seed(0)))
+    assert torch.isfinite(stats["loss"]).all()
 
 
 @pytest.mark.parametrize("device", [CUDA])

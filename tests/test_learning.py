@@ -1,13 +1,11 @@
 """End to end: the full code path (grayscale/resize/stack wrappers, AtariVector, replay, agent,
 trainer) learns Catch to near-optimal play in a few minutes on 2 CPU cores."""
 
-from pathlib import Path
-
 import gymnasium as gym
 import numpy as np
 import pytest
 from catch_game import make_catch
-from conftest import CONFIGS, ON_CUDA
+from conftest import BF16_HERE, CONFIGS, ON_CUDA
 from gymnasium.vector import AutoresetMode
 
 from dqn_atari.config import load_config
@@ -42,19 +40,6 @@ HEADS = {
 }
 # 44 x 44 frames: Catch's cells stay visible and each update costs a quarter of 84 x 84's.
 FRAME = 44
-
-
-def _has_bf16_units() -> bool:
-    """A CPU with bfloat16 matrix units (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, several
-    times slower than fp32 (6.5x on this project's AVX2 machine)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-BF16_HERE = pytest.mark.skipif(not _has_bf16_units(), reason="bf16 is emulated on this CPU (no AVX-512 BF16 or AMX)")
 
 
 @pytest.mark.e2e
