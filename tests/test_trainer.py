@@ -184,22 +184,34 @@ RAINBOW = [
 ]
 
 
+# Epsilon annealed from 1 to 0 over the first 800 frames: from frame 800 on every action is the
+# network's, so the games themselves depend on the weights.
+ANNEALED = ["agent.epsilon_start=1", "agent.epsilon_end=0", "agent.epsilon_decay_frames=800"]
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("pieces", [[], RAINBOW], ids=["dqn", "rainbow"])
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        pytest.param(["agent.epsilon_start=1", "agent.epsilon_end=1"], id="dqn"),
+        pytest.param(["agent.epsilon_start=1", "agent.epsilon_end=1", *RAINBOW], id="rainbow"),
+        pytest.param(ANNEALED, id="dqn-acting-on-its-weights"),
+    ],
+)
 def test_each_seed_of_a_population_is_the_run_it_would_be_alone(tmp_path, pieces):
     """Seeds 0, 1, 2 trained in lockstep against each trained alone, on real Pong: 200 agent
-    steps of warm-up, then 51 updates through two target syncs. Epsilon stays 1 so that the
-    games do not depend on the weights: observations, actions, rewards, flags and every frame
-    of the replay are then the same bit for bit, and so are the weights on the machine this was
-    written on (AMD EPYC, torch 2.13); asserted within 1e-5, as another CPU's kernels for a
-    grouped convolution may round differently from a plain one."""
+    steps of warm-up, then 51 updates through two target syncs. With epsilon held at 1 the games
+    do not depend on the weights: observations, actions, rewards, flags and every frame of the
+    replay are the same bit for bit, and the weights within 1e-5 (another CPU's kernels for a
+    grouped convolution may round differently from a plain one). With epsilon annealed to 0 the
+    games follow the weights: for DQN in channels-last (this project's default), whose grouped
+    and plain kernels round alike on the machines measured (AMD EPYC Zen 3 and Zen 4, torch
+    2.13), the whole run is still the same bit for bit."""
     overrides = [
         "train.total_frames=1600",
         "train.learning_starts_steps=200",
         "train.batch_size=8",
         "agent.target_update_period_steps=80",
-        "agent.epsilon_start=1",
-        "agent.epsilon_end=1",
         "replay.capacity=2000",
         "log.progress=quiet",
         "log.tensorboard=false",
@@ -223,7 +235,11 @@ def test_each_seed_of_a_population_is_the_run_it_would_be_alone(tmp_path, pieces
             for name, value in theirs[net].items():
                 largest = max(largest, (ours[net][name] - value).abs().max().item())
                 torch.testing.assert_close(
-                    ours[net][name], value, rtol=0, atol=1e-5, msg=f"seed {cfg.seed} {net}.{name}"
+                    ours[net][name],
+                    value,
+                    rtol=0,
+                    atol=0 if pieces is ANNEALED else 1e-5,
+                    msg=f"seed {cfg.seed} {net}.{name}",
                 )
         print(f"seed {cfg.seed}: largest weight difference population vs alone {largest:.2g}")
         alone.close()
