@@ -42,6 +42,9 @@ class UpdateNoise(NamedTuple):
     online_taus: torch.Tensor | None = None  # (K, B, N) IQN's fractions for Q(s, a)
     target_taus: torch.Tensor | None = None  # (K, B, N') for the target's quantiles at s'
     policy_taus: torch.Tensor | None = None  # (K, B, K') to choose the bootstrap action
+    # (K, noise_size): the online network's own draw for choosing a' with Double DQN, apart from
+    # the loss's (DQN Zoo's Rainbow gives each of its three network applications its own key)
+    selector: torch.Tensor | None = None
 
 
 class LossTerms(NamedTuple):
@@ -55,13 +58,13 @@ def per_sample_loss(
 ) -> LossTerms:
     """The TD loss of each transition against r + gamma^n (target network's value at s' of the
     action a' it bootstraps on): a' is greedy in the target network, or with Double DQN in the
-    online network (van Hasselt et al. 2016). The target network's noise is its own draw (the
-    NoisyNet-DQN loss of Fortunato et al. 2018); the online network uses one draw for the loss
-    and for choosing a'."""
+    online network (van Hasselt et al. 2016). With noisy layers every network application has
+    its own noise: the online network's at s, the target's at s' (the NoisyNet-DQN loss of
+    Fortunato et al. 2018) and, with Double DQN, the online network's at s' that chooses a'."""
     with torch.no_grad():
         target_next = target(batch.next_obs, noise.target, noise.target_taus)
         if double_dqn:
-            chooser = online.q_values(batch.next_obs, noise.online, noise.policy_taus)
+            chooser = online.q_values(batch.next_obs, noise.selector, noise.policy_taus)
         elif head.samples_taus:  # IQN: greedy in the mean over K' more fractions
             chooser = target.q_values(batch.next_obs, noise.target, noise.policy_taus)
         else:
@@ -199,8 +202,9 @@ class Agent:
     def draw_update_noise(self, batch_size: int) -> UpdateNoise:
         online = self._draw_noise() if self.noisy else None
         target = self._draw_noise() if self.noisy else None
+        selector = self._draw_noise() if self.noisy and self.double_dqn else None
         if not self.head.samples_taus:
-            return UpdateNoise(online, target)
+            return UpdateNoise(online, target, selector=selector)
         h = self.head
         return UpdateNoise(
             online,
@@ -208,6 +212,7 @@ class Agent:
             self._draw_taus(batch_size, h.online_samples),
             self._draw_taus(batch_size, h.target_samples),
             self._draw_taus(batch_size, h.policy_samples),
+            selector,
         )
 
     # ------------------------------------------------------------------ acting

@@ -135,7 +135,9 @@ def quantile_huber_loss(
     """sum_i mean_j |tau_i - 1{u_ij < 0}| L_kappa(u_ij) / kappa with u_ij = target_j - theta_i
     (Dabney et al. 2018a, eq. 10; 2018b, eq. 3): quantiles theta (..., N) at `fractions` tau
     (..., N) or (N,), targets (..., N'). Summed over the online quantiles, averaged over the
-    targets, as DQN Zoo (rlax) and Dopamine do. Returns (...)."""
+    targets, as DQN Zoo (rlax) and Dopamine do. Returns (...). The division by kappa is IQN's
+    form (2018b, eq. 3); QR-DQN's paper and DQN Zoo's QR-DQN leave it out. Both presets use
+    kappa = 1, where the two forms are the same."""
     u = targets.unsqueeze(-2) - quantiles.unsqueeze(-1)  # (..., N, N')
     abs_u = u.abs()
     huber = torch.where(abs_u <= kappa, 0.5 * u * u, kappa * (abs_u - 0.5 * kappa))

@@ -245,6 +245,22 @@ def test_every_head_composes_with_dueling_noisy_and_double_and_updates(head):
     assert actions.shape == (1, 5) and ((actions >= 0) & (actions < 3)).all()
 
 
+def test_with_noisy_nets_double_dqn_chooses_the_bootstrap_action_with_noise_of_its_own():
+    """DQN Zoo's Rainbow: the online network at s (the loss), the target network at s' and the
+    online network at s' (choosing a') each get their own noise."""
+    agent = make_agent((0,), network={"noisy": True, "noisy_sigma0": 50.0}, double_dqn=True)
+    noise = agent.draw_update_noise(16)
+    assert noise.selector is not None and not torch.equal(noise.selector, noise.online)
+    batch = random_batch(1, 16, 3, torch.Generator().manual_seed(0))
+    losses = [
+        per_sample_loss(agent.online, agent.target, agent.head, batch, noise._replace(selector=selector), True)
+        for selector in (noise.selector, agent.draw_update_noise(16).selector)
+    ]
+    assert not torch.equal(losses[0].per_sample, losses[1].per_sample)  # a' read the selector's noise
+    plain = make_agent((0,), network={"noisy": True}).draw_update_noise(16)
+    assert plain.selector is None  # without Double DQN, a' is the target network's
+
+
 @BF16_HERE
 @pytest.mark.parametrize(
     "head,network",
