@@ -161,8 +161,15 @@ class Checkpointer:
         return final
 
     def prune(self) -> None:
+        """Delete all but the newest `keep_last` checkpoints. Each is renamed before it is deleted,
+        so a kill in the middle leaves a `.deleting-` directory (removed by the next prune), never
+        a half-deleted checkpoint under a checkpoint's name."""
         for old in self.list()[self.keep_last :]:
-            shutil.rmtree(old, ignore_errors=True)
+            going = old.with_name(f".deleting-{old.name}")
+            os.rename(old, going)
+            maybe_crash("pruning")
+        for going in self.root.glob(".deleting-*"):
+            shutil.rmtree(going, ignore_errors=True)
 
     def save_snapshot(self, frames: int, agent: dict, state: dict) -> Path:
         """`snapshots/model-<frames>/`: the online network's weights (`agent["online"]`, and the

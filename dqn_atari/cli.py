@@ -346,6 +346,10 @@ class _ClosableStream:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Training records stop signals from its first line of Python on: one that arrives while the
+    # parser, the config or the replay load is still recorded, and ends in a checkpoint.
+    words = sys.argv[1:] if argv is None else argv
+    stops = _StopSignals() if words[:1] == ["train"] else None
     if not isinstance(sys.stdout, _ClosableStream):
         sys.stdout, sys.stderr = _ClosableStream(sys.stdout), _ClosableStream(sys.stderr)
     parser = _parser()
@@ -363,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
     if extra:
         args.overrides = list(args.overrides) + extra
+    args.stops = stops
     from dqn_atari.config import ConfigError
     from dqn_atari.replay import ReplayError
 
@@ -379,11 +384,14 @@ def main(argv: list[str] | None = None) -> int:
 def _as_override(stray: list[str]) -> str | None:
     """`--seed 3` or `--replay.capacity=1000`: a config key written as an option; the override
     it means (`seed=3`), or None."""
-    from dqn_atari.config import all_keys
+    from dqn_atari.config import CLEANRL_NAMES, all_keys
 
     if not stray[0].startswith("--"):
         return None
     name, _, value = stray[0][2:].partition("=")
+    cleanrl = CLEANRL_NAMES.get(name.replace("-", "_"))
+    if cleanrl is not None:  # --env-id, --total-timesteps: CleanRL's options
+        return f"{cleanrl} ({stray[0]} is CleanRL's option)"
     keys = all_keys()
     key = name if name in keys else next((k for k in keys if k.rsplit(".", 1)[-1] == name.replace("-", "_")), None)
     if key is None:
@@ -402,15 +410,16 @@ def _cmd_games(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    # From the first line on, a stop signal is recorded, not fatal: one that arrives while the
-    # config loads or the replay is read still ends in a checkpoint (or a clear line).
-    stops = _StopSignals()
-    from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, save_config
+    stops = args.stops or _StopSignals()  # recorded from main's first line (or from here)
+    from dqn_atari.config import Config, all_keys, get, key_choices, key_descriptions, load_config, save_config
 
     if args.help_config:
-        defaults, descriptions = Config(), key_descriptions()
+        # With a config file: what it (and any overrides) resolves to; without: the defaults.
+        shown = load_config(args.config, args.overrides) if args.config else Config()
+        descriptions = key_descriptions()
+        print(f"# values of {args.config}" if args.config else "# default values (give a config to see its values)")
         for key in all_keys():
-            print(f"{key} = {get(defaults, key)!r}  ({key_choices(key)})")
+            print(f"{key} = {get(shown, key)!r}  ({key_choices(key)})")
             print(f"    {descriptions.get(key) or '-'}")
         return 0
     configs, run_dirs, group_dir = _training_plan(args)

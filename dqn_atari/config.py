@@ -374,9 +374,30 @@ def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# CleanRL's dqn_atari.py arguments, as its users type them, and what each is called here.
+CLEANRL_NAMES = {
+    "env_id": "env.game=Pong (a game's name, not a gym id)",
+    "total_timesteps": "train.total_frames=N (frames: 4 x CleanRL's agent steps)",
+    "learning_rate": "optimizer.lr",
+    "buffer_size": "replay.capacity",
+    "gamma": "agent.gamma",
+    "tau": "agent.tau",
+    "target_network_frequency": "agent.target_update_period_steps",
+    "batch_size": "train.batch_size",
+    "start_e": "agent.epsilon_start",
+    "end_e": "agent.epsilon_end",
+    "exploration_fraction": "agent.epsilon_decay_frames (frames, not a fraction)",
+    "learning_starts": "train.learning_starts_steps",
+    "train_frequency": "train.train_frequency_steps",
+}
+
+
 def _unknown_key(key: str) -> ConfigError:
     if key in _RENAMED:
         return ConfigError(f"config key '{key}' was renamed: use {_RENAMED[key]}")
+    cleanrl = CLEANRL_NAMES.get(key.replace("-", "_"))
+    if cleanrl is not None:
+        return ConfigError(f"unknown config key '{key}' (CleanRL's name); here it is {cleanrl}")
     keys = all_keys()
     section, _, leaf = key.rpartition(".")
     elsewhere = [k for k in keys if k.rsplit(".", 1)[-1] == leaf]  # agent.lr: the leaf lives in optimizer

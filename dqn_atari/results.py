@@ -308,6 +308,12 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames", references: tupl
     games = sorted({g.game for g in groups})
     if x == "hours" and references:
         raise ResultsError("published curves have no wall clock: draw --reference against --x frames")
+    if not any(len(curve(r, metric, x)[0]) for g in groups for r in g.runs):
+        other = "train" if metric == "eval" else "eval"
+        raise ResultsError(
+            f"no run here has {metric} points to draw (of {sum(len(g.runs) for g in groups)} runs found); "
+            f"try --metric {other}"
+        )
     fig, axes = plt.subplots(len(games), 1, figsize=(9.0, 4.6 * len(games)), squeeze=False, layout="constrained")
     for ax, game in zip(axes[:, 0], games, strict=True):
         for g in (g for g in groups if g.game == game):

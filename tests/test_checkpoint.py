@@ -223,6 +223,19 @@ def test_a_stop_signal_during_an_evaluation_is_honoured_at_once_and_the_resumed_
 
 
 @pytest.mark.e2e
+def test_a_kill_while_old_checkpoints_are_deleted_leaves_only_whole_checkpoints(tmp_path):
+    run = tmp_path / "run"
+    killed = train(run, "train.total_frames=3000", env={"DQN_ATARI_CRASH_AT": "pruning"})
+    assert killed.returncode == 137  # inside the prune after the 3,000-frame checkpoint
+    assert [p.name for p in checkpoints(run)] == ["ckpt-000000002000", "ckpt-000000003000"]
+    assert (run / "checkpoints" / ".deleting-ckpt-000000001000").is_dir()
+    result = resume(run, "train.total_frames=4000")
+    assert result.returncode == 0, result.stderr
+    assert "at frame 3,000" in result.stdout
+    assert not list((run / "checkpoints").glob(".deleting-*"))  # removed by the next prune
+
+
+@pytest.mark.e2e
 def test_a_population_killed_inside_its_first_checkpoint_starts_again(tmp_path):
     """Seed 0 wrote its first checkpoint, seed 1 was killed writing its own: the group has no
     common checkpoint, so the same command (a SLURM requeue) starts it again from frame 0."""

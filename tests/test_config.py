@@ -149,3 +149,23 @@ def test_a_resolved_config_keeps_its_name(tmp_path):
     save_config(load_config(CONFIGS / "pong-fast.yaml"), tmp_path / "0.yaml")
     assert load_config(tmp_path / "0.yaml").config_name == "pong-fast"
     assert load_config(CONFIGS / "pong-fast.yaml").config_name == "pong-fast"
+
+
+def test_help_config_with_a_config_shows_its_values(cli):
+    text = cli("train", str(CONFIGS / "pong-solve.yaml"), "--help-config").stdout
+    assert "replay.n_step = 3" in text and "env.num_envs = 8" in text and "train.total_frames = 5000000" in text
+
+
+@pytest.mark.parametrize(
+    "args,meant",
+    [
+        (["--env-id", "PongNoFrameskip-v4"], "env.game=Pong"),
+        (["--total-timesteps", "10000000"], "train.total_frames=N (frames: 4 x CleanRL's agent steps)"),
+        (["learning_rate=1e-4"], "here it is optimizer.lr"),
+        (["buffer_size=10000"], "here it is replay.capacity"),
+        (["total_timesteps=100"], "here it is train.total_frames"),
+    ],
+)
+def test_cleanrl_names_are_mapped_to_ours(cli, args, meant):
+    result = cli("train", str(CONFIGS / "smoke.yaml"), *args)
+    assert result.returncode == 2 and meant in result.stderr, result.stderr

@@ -176,3 +176,14 @@ def test_a_run_recorded_before_keys_were_renamed_or_added_groups_with_todays_run
         (older / "config.yaml").write_text(yaml.safe_dump(cfg))
     groups = group_runs(find_runs([tmp_path]))
     assert sorted(sorted(r.path.name for r in g.runs) for g in groups) == [["older-other"], ["older-same", "today"]]
+
+
+def test_plot_of_runs_without_evaluations_says_so_and_names_the_metric_that_has_points(tmp_path):
+    run = make_run(tmp_path, "pong-0", "Pong", 0, 1.0)
+    rows = (run / "metrics.csv").read_text().splitlines()
+    (run / "metrics.csv").write_text("\n".join(r for r in rows if "eval/" not in r) + "\n")
+    result = run_cli("plot", str(tmp_path), "--out", str(tmp_path / "curves.png"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no run here has eval points to draw" in lines[0] and "--metric train" in lines[0]
+    assert not (tmp_path / "curves.png").exists()
