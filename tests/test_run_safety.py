@@ -480,8 +480,8 @@ def test_evaluate_refuses_a_negative_frame_cap(tmp_path):
 def test_plot_and_summarize_say_how_many_malformed_rows_they_skipped(tmp_path):
     run = tmp_path / "run"
     assert train(run, "train.total_frames=800").returncode == 0
-    with open(run / "metrics.csv", "a") as f:
-        f.write("12,3,not-a-time,train/loss,0.5\ncut-by-a-cra")
+    with open(run / "metrics.csv", "a") as f:  # a game's score (800 frames end none), then two bad rows
+        f.write("800,200,1800000000.0,train/episode_return,-21.0\n12,3,not-a-time,train/loss,0.5\ncut-by-a-cra")
     for command in (["plot", str(run), "--metric", "train", "--out", str(tmp_path / "c.png")], ["summarize", str(run)]):
         result = run_cli(*command)
         assert result.returncode == 0, result.stderr
