@@ -452,9 +452,11 @@ def evaluate_checkpoint(
 
     checkpoint = find_checkpoint(target)
     torch_device = torch.device(device)
-    if torch_device.type == "cpu" and (video or games_at_once == 1):
+    if torch_device.type == "cpu" and (video or (games_at_once or episodes) == 1):
         # Batch-1 forward passes (one game at a time) a second thread barely speeds up
-        # (measured here); with video it leaves the other cores to the encoder.
+        # (measured here), and on a busy machine two threads wait for each other at every
+        # layer (one game took 38 s instead of about 2 beside a training run); with video it
+        # leaves the other cores to the encoder.
         torch.set_num_threads(1)
     network, cfg, state, acting_noise = load_policy(checkpoint, torch_device)
     noise = noise or cfg["eval"]["noise"]

@@ -16,6 +16,8 @@
 #
 # usage: bash scripts/gpu-learning-runs.sh CONFIG OUT_DIR TRAIN_SECONDS SEEDS [KEY=VALUE ...]
 #   e.g. bash scripts/gpu-learning-runs.sh configs/pong-nstep-dueling-gpu.yaml gpu-pong 420 0-2
+#   TRAIN_SECONDS counts from the first logged update (start-up and the replay's warm-up come
+#   before it, at most a minute on a GPU machine).
 #   SEEDS: 0-2, 0,1,2 or "0 1 2". EVAL_SECONDS (default 300) bounds each seed's final evaluation;
 #   EVAL_EPISODES (default 30) sets its games; DEVICE=cpu tries the script itself on a machine
 #   without a GPU (the graph and GPU frames then do nothing).
@@ -62,12 +64,31 @@ for seed in $members; do
     rm -rf "$out/$name-s$seed"  # no file of an earlier use of OUT_DIR may pass for this run's
 done
 
-echo "== $name, seeds $members in one process, ${train_seconds} s of training"
+echo "== $name, seeds $members in one process, ${train_seconds} s of training from its first logged update"
 start=$(date +%s)
-# SIGTERM checkpoints every seed and exits 75; -k: a run that does not stop within 90 s more is killed
-timeout --preserve-status -k 90 -s TERM "$train_seconds" "$PY" -m dqn_atari train "$config" --seeds "$seed_list" \
+"$PY" -m dqn_atari train "$config" --seeds "$seed_list" \
     "run_dir=$group" "train.device=$device" train.cuda_graph=true \
-    replay.frames_on_device=true env.backend=ale_vector env.num_envs=8 log.progress=quiet "$@" >"$log" 2>&1
+    replay.frames_on_device=true env.backend=ale_vector env.num_envs=8 log.progress=quiet "$@" >"$log" 2>&1 &
+trainer=$!
+# The limit counts from the first logged update (a loss in a seed's metrics.csv), not from the
+# start: start-up and the replay's warm-up take what the machine makes them take, and a limit
+# that included them could stop a slow machine's run before it learned anything.
+until ! kill -0 "$trainer" 2>/dev/null || grep -qs "train/loss" "$group"/s*/metrics.csv; do
+    sleep 1
+done
+waited=0
+while kill -0 "$trainer" 2>/dev/null && [ "$waited" -lt "$train_seconds" ]; do
+    sleep 1
+    waited=$((waited + 1))
+done
+# SIGTERM checkpoints every seed and exits 75; a run that does not stop within 90 s more is killed
+kill -TERM "$trainer" 2>/dev/null
+for _ in $(seq 90); do
+    kill -0 "$trainer" 2>/dev/null || break
+    sleep 1
+done
+kill -KILL "$trainer" 2>/dev/null
+wait "$trainer"
 code=$?
 end=$(date +%s)
 echo "training: $((end - start)) s wall clock, exit $code (0: budget or target reached, 75: stopped by the time limit)" \

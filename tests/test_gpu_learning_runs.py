@@ -61,7 +61,7 @@ def test_a_population_stopped_by_its_time_limit_is_checkpointed_scored_and_kept_
     done = run_script(
         "configs/smoke.yaml",
         str(out),
-        "20",
+        "5",  # seconds of learning: the limit counts from the first logged update
         "3 4",
         *DEEPMIND_STACKS,
         "train.total_frames=4000000",
