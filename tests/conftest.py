@@ -1,14 +1,12 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""pytest's set-up for the whole suite: each worker's share of the cores and the `cli` fixture.
+What test modules share otherwise is in helpers.py."""
 
-import numpy as np
+import os
+import shutil
+
 import pytest
 import torch
-
-ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ROOT / "configs"
+from helpers import CONFIGS, run_cli, train
 
 # Tests run in 2 worker processes (pytest-xdist, `-n 2` in pyproject.toml): each gets its share of
 # the cores, for torch in this process and for the CLI processes the tests start.
@@ -20,46 +18,41 @@ torch.set_num_threads(THREADS)
 # touches a GPU, so the tests that turn on deterministic algorithms in-process may do so.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
-# The CUDA variants of device tests: collected everywhere, run where a GPU is present, skipped
-# (with this reason in the summary) on CPU-only machines. `pytest -m cuda` runs only them.
-ON_CUDA = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-]
-CUDA = pytest.param("cuda", marks=ON_CUDA, id="cuda")
-
-
-def _has_bf16_units() -> bool:
-    """A CPU with bfloat16 matrix units (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, several
-    times slower than fp32 (6.5x on this project's AVX2 machine)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-# bf16 tests on the CPU: run where it has bf16 units, skipped (saying so) where bf16 is emulated.
-BF16_HERE = pytest.mark.skipif(not _has_bf16_units(), reason="bf16 is emulated on this CPU (no AVX-512 BF16 or AMX)")
-
-
-def on_host(x):
-    """A sampled field as a numpy array, wherever it lives (frames on a GPU come back as CUDA
-    tensors)."""
-    return x.cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """The real console entry point in a child process: exit status and stderr as a user sees them."""
-    return subprocess.run(
-        [sys.executable, "-m", "dqn_atari", *args],
-        cwd=cwd or ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
 
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One short run on Pong (helpers.BASE: 4,000 frames, the checkpoints of 3,000 and 4,000 kept),
+    trained once per worker process for every test that only needs a finished run to start from."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    result = train(run)
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+@pytest.fixture
+def run_copy(trained_run, tmp_path):
+    """A copy of `trained_run` of this test's own, to damage, extend or resume."""
+    copy = tmp_path / "run"
+    shutil.copytree(trained_run, copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory):
+    """A 400-frame run on Pong that has not started learning: a checkpoint for `evaluate` and
+    `record` to read, trained once per worker process."""
+    run = tmp_path_factory.mktemp("untrained") / "run"
+    result = run_cli(
+        "train",
+        str(CONFIGS / "smoke.yaml"),
+        f"run_dir={run}",
+        "train.total_frames=400",
+        "train.learning_starts_steps=1000",
+    )
+    assert result.returncode == 0, result.stderr
+    return run

@@ -4,7 +4,7 @@ optimisers, and members that never couple (clipping, noise, optimiser state, str
 import numpy as np
 import pytest
 import torch
-from conftest import BF16_HERE, CUDA
+from helpers import BF16_HERE, CUDA
 
 from dqn_atari.agent import Agent, Batch, clip_grad_norm_per_member, linear_epsilon, per_sample_loss
 from dqn_atari.networks import MLP, QNetwork
@@ -109,38 +109,6 @@ def test_epsilon_greedy_explores_at_each_members_rate_and_is_greedy_otherwise():
     # Explored actions are uniform over 3, so a fraction 0.3 * 2/3 = 0.2 are not the greedy one.
     assert abs((actions[0] != 1).mean() - 0.2) < 0.03
     assert (actions[1] == 1).all()
-
-
-def test_deepmind_rmsprop_two_steps_by_hand():
-    """w <- w - lr g / sqrt(E[g^2] - E[g]^2 + eps), both averages from zero: computed here with
-    plain floats for two steps, and different from torch's RMSprop (eps outside the root)."""
-    import math
-
-    from dqn_atari.optimizers import DeepMindRMSprop
-
-    lr, alpha, eps = 0.1, 0.95, 1e-3
-    w0 = [1.0, -2.0]
-    grads = [[0.5, 0.1], [-0.3, 0.2]]
-    expected = []
-    for i in range(2):
-        w, mean_g, mean_g2 = w0[i], 0.0, 0.0
-        for g in (grads[0][i], grads[1][i]):
-            mean_g = alpha * mean_g + (1 - alpha) * g
-            mean_g2 = alpha * mean_g2 + (1 - alpha) * g * g
-            w -= lr * g / math.sqrt(mean_g2 - mean_g**2 + eps)
-        expected.append(w)
-
-    def two_steps(make):
-        w = torch.tensor(w0, dtype=torch.float64, requires_grad=True)
-        opt = make([w])
-        for g in grads:
-            w.grad = torch.tensor(g, dtype=torch.float64)
-            opt.step()
-        return w.detach().tolist()
-
-    assert two_steps(lambda p: DeepMindRMSprop(p, lr=lr, alpha=alpha, eps=eps)) == pytest.approx(expected, rel=1e-12)
-    torch_version = two_steps(lambda p: torch.optim.RMSprop(p, lr=lr, alpha=alpha, eps=eps, centered=True))
-    assert torch_version != pytest.approx(expected, rel=1e-3)
 
 
 def test_gradient_norm_clipping_is_per_member():

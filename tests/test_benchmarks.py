@@ -2,7 +2,7 @@
 
 import re
 
-from conftest import run_cli
+from helpers import run_cli
 
 from dqn_atari.benchmarks import BENCHMARKS
 

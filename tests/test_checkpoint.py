@@ -3,7 +3,6 @@ hook inside a checkpoint write), on real Pong."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import random
@@ -13,78 +12,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from conftest import CONFIGS, ON_CUDA, ROOT, run_cli
-
-# 1,000 agent steps, a checkpoint every 250, learning from step 200, batches of 8 and a head of
-# 64 units (what these tests check depends on neither; the update's cost does): seconds a run.
-BASE = [
-    str(CONFIGS / "smoke.yaml"),
-    "train.total_frames=4000",
-    "train.learning_starts_steps=200",
-    "train.batch_size=8",
-    "network.hidden_size=64",
-    "checkpoint.every_frames=1000",
-    "checkpoint.keep_last=2",
-    "train.deterministic=true",
-    "train.torch_threads=1",
-    "log.every_steps=100",
-]
-
-
-def train(run: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_cli("train", *BASE, f"run_dir={run}", *extra) if env is None else _run_env(run, extra, env)
-
-
-def _run_env(run, extra, env):
-    return subprocess.run(
-        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, **env},
-    )
-
-
-def resume(run: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run_cli("train", "--resume", str(run), *extra)
-
-
-def checkpoints(run: Path) -> list[Path]:
-    root = run / "checkpoints"
-    return sorted(p for p in root.iterdir() if p.name.startswith("ckpt-")) if root.is_dir() else []
-
-
-def assert_same_final_state(a: Path, b: Path) -> None:
-    ca, cb = checkpoints(a)[-1], checkpoints(b)[-1]
-    assert ca.name == cb.name
-    ma = torch.load(ca / "model.pt", weights_only=True)["agent"]
-    mb = torch.load(cb / "model.pt", weights_only=True)["agent"]
-    for net in ("online", "target"):
-        for key in ma[net]:
-            assert torch.equal(ma[net][key], mb[net][key]), f"{net}.{key} differs"
-    sa, sb = ma["optimizer"]["state"], mb["optimizer"]["state"]
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        for name in sa[k]:
-            assert torch.equal(torch.as_tensor(sa[k][name]), torch.as_tensor(sb[k][name])), f"optimizer {k}.{name}"
-    assert ma["updates"] == mb["updates"]
-    for f in sorted((ca / "replay").glob("*.npy")):
-        np.testing.assert_array_equal(np.load(f), np.load(cb / "replay" / f.name), err_msg=f.name)
-
-
-def metric_points(run: Path, tag: str) -> list[int]:
-    with open(run / "metrics.csv", newline="") as f:
-        return [int(r["frames"]) for r in csv.DictReader(f) if r["tag"] == tag]
-
-
-def metric_values(run: Path, tag: str) -> list[tuple[int, str]]:
-    with open(run / "metrics.csv", newline="") as f:
-        return [(int(r["frames"]), r["value"]) for r in csv.DictReader(f) if r["tag"] == tag]
-
+from helpers import (
+    BASE,
+    CONFIGS,
+    ON_CUDA,
+    ROOT,
+    assert_same_final_state,
+    checkpoints,
+    metric_points,
+    metric_values,
+    resume,
+    train,
+)
 
 # Rainbow's pieces on the smoke run: the sum tree, beta's position and the noise must all resume.
 RAINBOW = [
@@ -128,9 +68,12 @@ RAINBOW = [
         pytest.param([*RAINBOW, "train.device=cuda", "train.cuda_graph=true"], id="rainbow-cuda-graph", marks=ON_CUDA),
     ],
 )
-def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, extra):
-    straight = tmp_path / "straight"
-    assert train(straight, *extra).returncode == 0
+def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, trained_run, extra):
+    if extra:
+        straight = tmp_path / "straight"
+        assert train(straight, *extra).returncode == 0
+    else:  # BASE's own run, trained once for the suite
+        straight = trained_run
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -159,6 +102,7 @@ def test_killed_and_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_pat
         assert metric_values(killed, tag) == metric_values(straight, tag), tag
 
 
+@pytest.mark.e2e
 def test_sigusr1_checkpoints_exits_75_and_the_run_resumes(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen(
@@ -191,7 +135,12 @@ def test_a_stop_signal_during_an_evaluation_is_honoured_at_once_and_the_resumed_
     """SLURM's time-limit warning can land in an in-training evaluation (minutes of games): the
     games are abandoned at their next step, the checkpoint owes the evaluation, and the resumed
     run plays it first, on the same games, ending where an uninterrupted run ends."""
-    evaluating = ["eval.every_frames=2000", "eval.episodes=8", "eval.max_episode_frames=18000"]
+    evaluating = [
+        "train.total_frames=2000",
+        "eval.every_frames=1000",
+        "eval.episodes=8",
+        "eval.max_episode_frames=18000",
+    ]
     straight = tmp_path / "straight"
     assert train(straight, *evaluating).returncode == 0
 
@@ -204,22 +153,22 @@ def test_a_stop_signal_during_an_evaluation_is_honoured_at_once_and_the_resumed_
         text=True,
     )
     assert proc.stdout is not None
-    while "evaluating 8 games at 2,000 frames" not in (line := proc.stdout.readline()):
+    while "evaluating 8 games at 1,000 frames" not in (line := proc.stdout.readline()):
         assert line, "run ended before its first evaluation"
     os.kill(proc.pid, signal.SIGUSR1)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 75, err
-    assert "evaluation at 2,000 frames: mean" not in out  # abandoned, not finished first
+    assert "evaluation at 1,000 frames: mean" not in out  # abandoned, not finished first
     saved = checkpoints(run)[-1]
-    assert saved.name == "ckpt-000000002000"
+    assert saved.name == "ckpt-000000001000"
     assert json.loads((saved / "state.json").read_text())["evaluation_due"] is True
 
     result = resume(run)
     assert result.returncode == 0, result.stderr
-    assert "evaluation at 2,000 frames: mean" in result.stdout
+    assert "evaluation at 1,000 frames: mean" in result.stdout
     assert_same_final_state(straight, run)
     assert metric_values(run, "eval/return_mean") == metric_values(straight, "eval/return_mean")
-    assert len(metric_values(run, "eval/return_mean")) == 2  # at 2,000 and 4,000 frames
+    assert len(metric_values(run, "eval/return_mean")) == 2  # at 1,000 and 2,000 frames
 
 
 @pytest.mark.e2e
@@ -256,20 +205,26 @@ def test_a_population_killed_inside_its_first_checkpoint_starts_again(tmp_path):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("stage", ["model", "replay", "before_rename"])
-def test_crash_during_a_checkpoint_write_leaves_the_previous_one_usable(tmp_path, stage):
-    run = tmp_path / "run"
-    assert train(run, "train.total_frames=2000").returncode == 0
+def test_crash_during_a_checkpoint_write_leaves_the_previous_one_usable(run_copy):
+    """A crash after the model, after the replay, and just before the rename, each while writing
+    the 5,000-frame checkpoint of a run whose newest is 4,000: each time the half-written one
+    never gets a checkpoint's name and the next run resumes from 4,000."""
+    run = run_copy
     good = checkpoints(run)[-1]
-    crashed = train(run, "train.total_frames=4000", env={"DQN_ATARI_CRASH_AT": stage})
-    assert crashed.returncode != 0
-    assert checkpoints(run)[-1] == good  # the half-written one never got a checkpoint's name
-    result = resume(run, "train.total_frames=4000")
+    assert good.name == "ckpt-000000004000"
+    for stage in ("model", "replay", "before_rename"):
+        crashed = resume(run, "train.total_frames=5000", env={"DQN_ATARI_CRASH_AT": stage})
+        assert crashed.returncode == 137, (stage, crashed.stderr)
+        assert "at frame 4,000" in crashed.stdout
+        assert checkpoints(run)[-1] == good, stage
+    result = resume(run, "train.total_frames=5000")
     assert result.returncode == 0, result.stderr
-    assert f"at frame {2000:,}" in result.stdout
+    assert "at frame 4,000" in result.stdout
+    assert checkpoints(run)[-1].name == "ckpt-000000005000"
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
 
+@pytest.mark.e2e
 def test_resume_refuses_a_checkpoint_of_another_game(tmp_path):
     run = tmp_path / "run"
     assert train(run, "train.total_frames=1000").returncode == 0
@@ -280,10 +235,10 @@ def test_resume_refuses_a_checkpoint_of_another_game(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("damaged", ["model.pt", "replay/frames_0_0.npy"])
-def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, damaged):
-    run = tmp_path / "run"
-    assert train(run, "train.total_frames=2000").returncode == 0
+def test_a_truncated_latest_checkpoint_is_reported_and_the_previous_one_used(run_copy, damaged):
+    run = run_copy
     older, newest = checkpoints(run)[-2:]
     target = newest / damaged
     target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
@@ -304,6 +259,7 @@ def test_resume_of_a_run_without_checkpoints_says_so(tmp_path):
     assert "no checkpoint there to resume from" in result.stderr
 
 
+@pytest.mark.e2e
 def test_tensorboard_and_csv_hold_the_same_points_after_a_resume_at_a_logging_frame(tmp_path):
     """The checkpoint at 1,200 frames is taken right at a logging point: TensorBoard must keep
     that point as the CSV does (a purge from 1,200 on would drop it)."""
@@ -384,6 +340,7 @@ def test_a_kill_inside_the_groups_checkpoint_leaves_every_seed_at_one_frame_coun
     assert group_checkpoints(group) == {"s0": kept, "s1": kept}
 
 
+@pytest.mark.e2e
 def test_a_seed_of_a_population_resumes_alone_as_a_single_run(tmp_path):
     group = tmp_path / "group"
     assert train(group, "--seeds", "3-4", "train.total_frames=1000").returncode == 0
@@ -394,6 +351,7 @@ def test_a_seed_of_a_population_resumes_alone_as_a_single_run(tmp_path):
     assert checkpoints(group / "s3")[-1].name == "ckpt-000000001000"  # its sibling untouched
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "case,message",
     [

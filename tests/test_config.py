@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import yaml
-from conftest import CONFIGS
+from helpers import CONFIGS
 
 from dqn_atari.config import Config, ConfigError, all_keys, load_config
 

@@ -8,8 +8,7 @@ import json
 
 import pytest
 import torch
-from conftest import ON_CUDA, run_cli
-from test_checkpoint import assert_same_final_state, checkpoints, train
+from helpers import ON_CUDA, assert_same_final_state, checkpoints, run_cli, train
 
 pytestmark = [pytest.mark.e2e, *ON_CUDA]
 

@@ -4,7 +4,7 @@ repository named in backticks, and every test named as `tests/test_x.py::test_na
 import re
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 DOCUMENTS = [
     "README.md",

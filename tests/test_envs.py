@@ -52,6 +52,7 @@ def test_processed_frame_is_pinned():
 PINNED_PONG_STACK = "818083bd01a6a7a4"
 
 
+@pytest.mark.e2e
 def test_noop_starts_are_random_within_range_and_seeded():
     env = make_env("Pong", noop_max=30, fire_reset=False)
     counts = []

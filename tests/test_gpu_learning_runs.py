@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import ROOT
+from helpers import ROOT
 
 SCRIPT = ROOT / "scripts" / "gpu-learning-runs.sh"
 # smoke.yaml takes pong.yaml's Baselines stacks, which ale-py's vector env (the script's backend)

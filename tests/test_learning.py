@@ -4,9 +4,8 @@ trainer) learns Catch to near-optimal play in a few minutes on 2 CPU cores."""
 import gymnasium as gym
 import numpy as np
 import pytest
-from catch_game import make_catch
-from conftest import BF16_HERE, CONFIGS, ON_CUDA
 from gymnasium.vector import AutoresetMode
+from helpers import BF16_HERE, CONFIGS, ON_CUDA, make_catch
 
 from dqn_atari.config import load_config
 from dqn_atari.envs.vector import AtariVector

@@ -10,7 +10,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, ROOT
+from helpers import CONFIGS, ROOT
 
 
 def run(*args, cwd: Path, **kwargs) -> subprocess.CompletedProcess:

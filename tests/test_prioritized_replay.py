@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import on_host
-from test_replay import FRAME, STACK, STORAGES, Stream
+from helpers import FRAME, STACK, STORAGES, Stream, on_host
 
 from dqn_atari.prioritized_replay import PRIORITY_EPSILON, PrioritizedReplayBuffer, SumTree
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from helpers import run_cli
 from PIL import Image
 
 from dqn_atari.config import load_config, save_config
@@ -80,6 +80,7 @@ def test_iqm_median_and_means_match_a_hand_computation(runs):
     assert "dqn_zoo" in s["human_table"]
 
 
+@pytest.mark.e2e
 def test_plot_and_summarize_commands(runs, tmp_path):
     png = tmp_path / "fig" / "curves.png"
     result = run_cli("plot", str(runs), "--out", str(png))

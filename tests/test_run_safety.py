@@ -4,7 +4,6 @@ bad input refused in one line. Real processes, real files, real signals, real wr
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import signal
 import socket
@@ -15,38 +14,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, run_cli
-from test_checkpoint import BASE, checkpoints, resume, train
+from helpers import BASE, CONFIGS, ROOT, checkpoints, one_line_error, resume, run_cli, start_training, train, wait_for
 
 from dqn_atari.replay import crc_of_file
-from dqn_atari.run_lock import LOCK_NAME, RunLock, RunLocked
-
-
-def one_line_error(result: subprocess.CompletedProcess, code: int = 2) -> str:
-    assert result.returncode == code, (result.returncode, result.stderr[-2000:])
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if "warning" not in line]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("dqn-atari: error: ")
-    return lines[0]
-
-
-def start_training(run: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dqn_atari", "train", *BASE, f"run_dir={run}", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def wait_for(condition, what: str, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def csv_frames(run: Path) -> list[int]:
@@ -54,64 +24,12 @@ def csv_frames(run: Path) -> list[int]:
 
 
 # ---------------------------------------------------------------------------- 1. the run lock
-def test_a_second_trainer_on_a_live_run_is_refused_and_a_dead_holder_does_not_block(tmp_path):
-    run = tmp_path / "run"
-    first = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=1000")
-    try:
-        wait_for(lambda: len(checkpoints(run)) >= 1, "the first checkpoint")
-        for attempt in (train(run), resume(run)):
-            line = one_line_error(attempt)
-            assert f"in use by pid {first.pid} on host {socket.gethostname()}" in line
-        assert first.poll() is None  # the holder runs on, untouched
-    finally:
-        first.kill()
-        first.communicate()
-    assert (run / LOCK_NAME).exists()  # a SIGKILLed holder leaves its lock behind...
-    frames = int(checkpoints(run)[-1].name.split("-")[1])
-    resumed = resume(run, f"train.total_frames={frames + 400}")
-    assert resumed.returncode == 0, resumed.stderr  # ...which does not block the resume
-    assert f"left by pid {first.pid}" in resumed.stderr and "that process has exited" in resumed.stderr
-    assert not (run / LOCK_NAME).exists()  # released at the end
-
-
-def _write_lock(run: Path, holder: dict, age_s: float) -> None:
-    run.mkdir(parents=True, exist_ok=True)
-    (run / LOCK_NAME).write_text(json.dumps(holder))
-    then = time.time() - age_s
-    os.utime(run / LOCK_NAME, (then, then))
-
-
-def test_a_lock_from_another_host_holds_while_it_beats_and_goes_stale_without(tmp_path):
-    holder = {"host": "node-that-is-not-this-one", "pid": 4242, "slurm_task": None, "started": "earlier"}
-    _write_lock(tmp_path, holder, age_s=10)
-    with pytest.raises(RunLocked, match="in use by pid 4242 on host node-that-is-not-this-one"):
-        RunLock(tmp_path, warn=lambda line: None).acquire()
-    _write_lock(tmp_path, holder, age_s=3600)  # its node died an hour ago
-    warnings: list[str] = []
-    with RunLock(tmp_path, warn=warnings.append):
-        assert json.loads((tmp_path / LOCK_NAME).read_text())["pid"] == os.getpid()
-    assert "no heartbeat for" in warnings[0]
-    assert not (tmp_path / LOCK_NAME).exists()
-
-
-def test_a_requeued_slurm_task_takes_over_its_own_lock_from_another_node(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
-    other_task = {"host": "node-b", "pid": 99, "slurm_task": "77_2", "started": "earlier"}
-    _write_lock(tmp_path, other_task, age_s=5)
-    with pytest.raises(RunLocked, match="SLURM task 77_2"):
-        RunLock(tmp_path, warn=lambda line: None).acquire()
-    _write_lock(tmp_path, dict(other_task, slurm_task="77_1"), age_s=5)  # this task, before its requeue
-    warnings: list[str] = []
-    with RunLock(tmp_path, warn=warnings.append):
-        pass
-    assert "earlier instance of SLURM task 77_1" in warnings[0]
 
 
 # ---------------------------------------------------------------------------- 2-3. fallbacks
-def test_a_fallback_moves_the_damaged_checkpoint_aside_and_the_run_goes_on(tmp_path):
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+@pytest.mark.e2e
+def test_a_fallback_moves_the_damaged_checkpoint_aside_and_the_run_goes_on(run_copy):
+    run = run_copy
     newest = checkpoints(run)[-1]
     (newest / "replay" / "manifest.json").unlink()
     first = resume(run, "train.total_frames=5000")
@@ -123,9 +41,9 @@ def test_a_fallback_moves_the_damaged_checkpoint_aside_and_the_run_goes_on(tmp_p
     assert again.returncode == 0 and "warning" not in again.stderr, again.stderr
 
 
-def test_checkpoint_content_that_passes_its_checksum_but_is_wrong_falls_back(tmp_path):
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+@pytest.mark.e2e
+def test_checkpoint_content_that_passes_its_checksum_but_is_wrong_falls_back(run_copy):
+    run = run_copy
     newest, previous = checkpoints(run)[-1], checkpoints(run)[-2]
     (newest / "state.json").write_text("{}")
     # a pickle that torch's weights-only loader refuses, its checksum recorded as if genuine
@@ -140,6 +58,7 @@ def test_checkpoint_content_that_passes_its_checksum_but_is_wrong_falls_back(tmp
     assert "model.pt is not a model" in one_line_error(evaluated)
 
 
+@pytest.mark.e2e
 def test_a_damaged_chunk_shared_by_every_checkpoint_is_left_out_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     """Checkpoints hard-link the replay chunks that did not change, so one flipped byte can
     damage all of them at once. The run resumes from the newest without the transitions that
@@ -181,6 +100,7 @@ def test_a_damaged_chunk_shared_by_every_checkpoint_is_left_out_and_the_run_goes
 
 
 # ---------------------------------------------------------------------------- 4-6. logs, config, weights
+@pytest.mark.e2e
 def test_a_restart_before_the_first_checkpoint_sets_the_old_logs_aside(tmp_path):
     run = tmp_path / "run"
     first = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=0")
@@ -199,9 +119,9 @@ def test_a_restart_before_the_first_checkpoint_sets_the_old_logs_aside(tmp_path)
     assert [int(x.split(",")[0]) for x in (aside / "metrics.csv").read_text().splitlines()[1:]] == killed_rows
 
 
-def test_resume_with_another_optimizer_is_refused_before_anything_is_written(tmp_path):
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+@pytest.mark.e2e
+def test_resume_with_another_optimizer_is_refused_before_anything_is_written(run_copy):
+    run = run_copy
     config_before = (run / "config.yaml").read_bytes()
     line = one_line_error(resume(run, "optimizer.name=rmsprop", "train.total_frames=5000"))
     assert "optimizer.name is 'adam' in the checkpoint but 'rmsprop' now" in line
@@ -209,6 +129,7 @@ def test_resume_with_another_optimizer_is_refused_before_anything_is_written(tmp
     assert resume(run, "train.total_frames=4400").returncode == 0
 
 
+@pytest.mark.e2e
 def test_non_finite_weights_are_never_saved(tmp_path):
     from dqn_atari.config import load_config
     from dqn_atari.trainer import Trainer, TrainingDiverged
@@ -229,9 +150,9 @@ def test_non_finite_weights_are_never_saved(tmp_path):
 
 
 # ---------------------------------------------------------------------------- 7-9. integrity
-def test_evaluate_refuses_a_model_that_fails_its_checksum(tmp_path):
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+@pytest.mark.e2e
+def test_evaluate_refuses_a_model_that_fails_its_checksum(run_copy):
+    run = run_copy
     model = checkpoints(run)[-1] / "model.pt"
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01
@@ -240,11 +161,11 @@ def test_evaluate_refuses_a_model_that_fails_its_checksum(tmp_path):
     assert "model.pt is corrupt (checksum mismatch)" in line
 
 
-def test_copies_and_damaged_logs_do_not_stop_a_resume(tmp_path):
+@pytest.mark.e2e
+def test_copies_and_damaged_logs_do_not_stop_a_resume(run_copy, tmp_path):
     import shutil
 
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+    run = run_copy
     newest = checkpoints(run)[-1]
     shutil.copytree(newest, newest.with_name(newest.name + " copy"))
     with open(run / "metrics.csv", "a") as f:
@@ -298,6 +219,7 @@ def test_bad_yaml_files_are_refused_in_one_line(tmp_path):
     assert "is not UTF-8 text" in one_line_error(run_cli("train", str(tmp_path / "latin1.yaml")))
 
 
+@pytest.mark.e2e
 def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
     a_file = tmp_path / "a-file"
     a_file.write_text("x")
@@ -327,13 +249,13 @@ def test_evaluation_options_are_checked(command):
 
 
 # ---------------------------------------------------------------------------- 13-14. disk and signals
-def test_a_write_failure_during_a_checkpoint_says_so_in_one_line_and_cleans_up(tmp_path):
+@pytest.mark.e2e
+def test_a_write_failure_during_a_checkpoint_says_so_in_one_line_and_cleans_up(run_copy):
     """A file-size limit makes the kernel refuse the checkpoint's writes (EFBIG), as a full disk
     refuses them (ENOSPC): the same failure path, for real, without filling a disk."""
     import resource
 
-    run = tmp_path / "run"
-    assert train(run).returncode == 0
+    run = run_copy
     kept = checkpoints(run)
 
     def limit_file_size():
@@ -355,6 +277,7 @@ def test_a_write_failure_during_a_checkpoint_says_so_in_one_line_and_cleans_up(t
     assert resume(run, "train.total_frames=4400").returncode == 0
 
 
+@pytest.mark.e2e
 def test_a_stop_signal_during_start_up_still_ends_in_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     process = start_training(run)
@@ -368,6 +291,7 @@ def test_a_stop_signal_during_start_up_still_ends_in_a_checkpoint(tmp_path):
     assert resume(run, "train.total_frames=800").returncode == 0
 
 
+@pytest.mark.e2e
 def test_a_replay_much_larger_than_the_run_is_warned_about_and_not_saved(tmp_path):
     (tmp_path / "empty.yaml").write_text("")  # Nature's defaults: a 1M-transition replay
     run = tmp_path / "run"
@@ -381,6 +305,7 @@ def test_a_replay_much_larger_than_the_run_is_warned_about_and_not_saved(tmp_pat
 
 
 # ---------------------------------------------------------------------------- terminals and typos
+@pytest.mark.e2e
 def test_a_reader_that_goes_away_never_kills_training(tmp_path):
     """`dqn-atari train ... | head -3`: once head exits, stdout is a broken pipe. Training goes
     on to its end and its checkpoint, exit 0, no traceback; a one-shot command exits quietly."""
@@ -409,6 +334,7 @@ def test_a_reader_that_goes_away_never_kills_training(tmp_path):
     assert len(listing.stdout.splitlines()) == 2 and listing.stderr == ""
 
 
+@pytest.mark.e2e
 def test_two_ctrl_c_in_quick_succession_checkpoint_and_exit_75(tmp_path):
     run = tmp_path / "run"
     proc = start_training(run, "train.total_frames=400000", "checkpoint.every_frames=0")
@@ -477,6 +403,7 @@ def test_evaluate_refuses_a_negative_frame_cap(tmp_path):
     assert "--max-episode-frames must be at least 1" in line
 
 
+@pytest.mark.e2e
 def test_plot_and_summarize_say_how_many_malformed_rows_they_skipped(tmp_path):
     run = tmp_path / "run"
     assert train(run, "train.total_frames=800").returncode == 0

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONFIGS, ROOT, run_cli
+from helpers import CONFIGS, ROOT, run_cli
 
 from dqn_atari.slurm import Resources, render_script
 
@@ -106,37 +106,10 @@ def test_sweep_runs_every_task_to_its_budget(cluster, tmp_path):
 
 @pytest.mark.slurm
 @pytest.mark.e2e
-def test_warning_signal_checkpoints_requeues_and_the_task_resumes(cluster, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = submit(sweep, "--seeds", "3", "--cpus", "2", "train.total_frames=4000", "log.every_steps=100")
-    assert result.returncode == 0, result.stderr
-    job_id = json.loads((sweep / "sweep.json").read_text())["job_id"]
-    log = lambda: "".join(p.read_text() for p in (sweep / "logs").glob("*"))  # noqa: E731
-    deadline = time.time() + 120
-    while "frames=" not in log():  # training is under way
-        assert time.time() < deadline, log()
-        time.sleep(0.3)
-    # What a cluster sends before a time limit (#SBATCH --signal=B:USR1@...), sent now.
-    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
-    rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
-    assert rows[0][4] == "4,000/4,000" and rows[0][6] == "1"  # one restart
-    text = log()
-    assert "checkpoint written; requeueing" in text
-    assert "restart 1" in text and "resumed from" in text
-    run = Path(json.loads((sweep / "sweep.json").read_text())["tasks"][0]["run_dir"])
-    from dqn_atari.metrics import read_csv
-
-    metrics = read_csv(run / "metrics.csv")
-    assert metrics["slurm/restart_count"][-1][1] == 1.0
-    points = [f for f, _ in metrics["train/epsilon"]]
-    assert points == sorted(set(points))  # the resumed run continued the log without repeats
-
-
-@pytest.mark.slurm
-@pytest.mark.e2e
 def test_a_warning_during_an_evaluation_requeues_the_task_and_the_evaluation_is_played_after(cluster, tmp_path):
-    """The time-limit warning in the middle of an in-training evaluation: the task checkpoints
-    within seconds, requeues, resumes, plays the evaluation it owed and completes."""
+    """The time-limit warning (what `#SBATCH --signal=B:USR1@...` sends), here in the middle of an
+    in-training evaluation: the task checkpoints within seconds, requeues itself, resumes, plays
+    the evaluation it owed, continues its logs and completes."""
     sweep = tmp_path / "sweep"
     evaluating = ["eval.every_frames=2000", "eval.episodes=8", "eval.max_episode_frames=18000"]
     # A site's set-up as conda's activation writes it: it reads unset variables and turns on
@@ -157,6 +130,13 @@ def test_a_warning_during_an_evaluation_requeues_the_task_and_the_evaluation_is_
     before, after = text.split("resumed from", 1)
     assert "evaluation at 2,000 frames: mean" not in before  # abandoned at the warning...
     assert "evaluation at 2,000 frames: mean" in after  # ...and played by the resumed run
+    run = Path(json.loads((sweep / "sweep.json").read_text())["tasks"][0]["run_dir"])
+    from dqn_atari.metrics import read_csv
+
+    metrics = read_csv(run / "metrics.csv")
+    assert metrics["slurm/restart_count"][-1][1] == 1.0
+    points = [f for f, _ in metrics["train/epsilon"]]
+    assert points == sorted(set(points))  # the resumed run continued the log without repeats
 
 
 @pytest.mark.slurm

@@ -5,13 +5,14 @@ import csv
 import numpy as np
 import pytest
 import torch
-from conftest import CONFIGS
+from helpers import CONFIGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dqn_atari.config import load_config
 from dqn_atari.trainer import Trainer, deterministic_algorithms, seed_everything
 
 
+@pytest.mark.e2e
 def test_replay_ratio_is_the_configured_one_with_parallel_envs(tmp_path):
     cfg = load_config(
         CONFIGS / "smoke.yaml",
@@ -71,6 +72,7 @@ def test_smoke_run_on_pong_writes_config_csv_and_tensorboard(cli, tmp_path):
     assert "frames=" in result.stdout and "eps=" in result.stdout
 
 
+@pytest.mark.e2e
 def test_non_finite_loss_stops_with_one_line_and_exit_3(cli, tmp_path):
     result = cli(
         "train",
@@ -109,6 +111,7 @@ def test_every_random_stream_is_its_own_and_seeds_share_none(tmp_path):
         t.close()
 
 
+@pytest.mark.e2e
 def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli, tmp_path):
     """Each in-training evaluation leaves snapshots/model-<frames>/ (weights only, evaluable
     later), is printed, and once its mean reaches eval.stop_at_return the run ends there; a
@@ -144,30 +147,6 @@ def test_evaluations_keep_model_snapshots_and_a_reached_target_ends_the_run(cli,
     for epsilon in ("0.05", "0.5"):
         saved = json.loads((run / f"eval-000000002000-nature-eps{epsilon}" / "report.json").read_text())
         assert saved["kind"] == "evaluate" and saved["protocol"]["epsilon"] == float(epsilon)
-
-
-def test_progress_bar_redraws_every_second_between_logging_intervals():
-    import io
-
-    from dqn_atari.metrics import Progress
-
-    now = [0.0]
-    out = io.StringIO()
-    progress = Progress(10_000, 0, "bar", redraw_seconds=1.0, clock=lambda: now[0], file=out)
-    figures = {"return10": "-20.5", "eps": "0.900"}
-    progress.tick(400, lambda: figures)
-    assert progress.bar.n == 0  # less than a second since the last drawing
-    now[0] = 1.2
-    progress.tick(800, lambda: figures)
-    assert progress.bar.n == 800 and "eps=0.900" in out.getvalue()
-    now[0] = 1.5
-    figures = {"return10": "-19.0", "eps": "0.880"}
-    progress.tick(1200, lambda: figures)
-    assert progress.bar.n == 800
-    now[0] = 2.3
-    progress.tick(1600, lambda: figures)
-    assert progress.bar.n == 1600 and "eps=0.880" in out.getvalue()
-    progress.close()
 
 
 # Rainbow's pieces on the smoke run (as tests/test_checkpoint.py's), with epsilon kept at 1 below.
@@ -273,28 +252,6 @@ def test_noisy_nets_explore_the_warm_up_only_with_noise_drawn_per_step(tmp_path,
     actions = trainer.replay.actions[0, : trainer.replay.count[0]]
     distinct = len(np.unique(actions))
     assert distinct >= 4 if noise_per == "step" else distinct == 1, f"{distinct} distinct actions"
-
-
-def test_progress_rate_and_time_left_come_from_the_learning_phase_only():
-    """Random play runs far faster than learning: 10,000 frames in 1 s of warm-up, then 1,000
-    frames/s while learning. Until learning starts the bar says when it will; then its rate is
-    the learning phase's and its time left follows from it."""
-    import io
-
-    from dqn_atari.metrics import Progress
-
-    now = [0.0]
-    out = io.StringIO()
-    progress = Progress(100_000, 0, "bar", learning_starts_frames=10_000, clock=lambda: now[0], file=out)
-    now[0] = 1.0
-    progress.tick(9_000, dict)
-    assert "learning starts at=10,000 frames" in out.getvalue()
-    for second in range(2, 12):
-        now[0] = float(second)
-        progress.tick(10_000 + 1_000 * (second - 2), dict)
-    pace = progress.pace(19_000)
-    assert pace["frames/s"] == "1,000" and pace["left"] == "1m21s"  # 81,000 frames at 1,000 frames/s
-    progress.close()
 
 
 def test_train_deterministic_turns_on_torchs_deterministic_algorithms():
