@@ -39,6 +39,11 @@ HEADS = {
 }
 # 44 x 44 frames: Catch's cells stay visible and each update costs a quarter of 84 x 84's.
 FRAME = 44
+# Frames of training (one update per step from step 300): 2,500 unless a head learns in fewer.
+# Measured on seeds 0, 1 and 2 (AMD EPYC Zen 4, torch 2.13): DQN, DQN in bf16 and IQN play
+# Catch perfectly (mean greedy return 1.0) after 1,500 frames on all three; QR-DQN did on two
+# of three and Rainbow's pieces on none (0.64), so they keep 2,500.
+FRAMES_TO_LEARN = {"dqn": 1500, "dqn-bf16": 1500, "iqn": 1500}
 
 
 @pytest.mark.e2e
@@ -71,7 +76,7 @@ def test_agent_learns_catch_from_pixels(tmp_path, agent, device):
             "agent.target_update_period_steps=100",
             "agent.epsilon_end=0.05",
             "agent.epsilon_decay_frames=2000",
-            "train.total_frames=2500",
+            f"train.total_frames={FRAMES_TO_LEARN.get(agent, 2500)}",
             "train.learning_starts_steps=300",
             "train.train_frequency_steps=1",
             "train.torch_threads=0",  # the test worker's share of the cores
