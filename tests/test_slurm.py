@@ -111,25 +111,25 @@ def test_a_warning_during_an_evaluation_requeues_the_task_and_the_evaluation_is_
     in-training evaluation: the task checkpoints within seconds, requeues itself, resumes, plays
     the evaluation it owed, continues its logs and completes."""
     sweep = tmp_path / "sweep"
-    evaluating = ["eval.every_frames=2000", "eval.episodes=8", "eval.max_episode_frames=18000"]
+    evaluating = ["eval.every_frames=1000", "eval.episodes=8", "eval.max_episode_frames=18000"]
     # A site's set-up as conda's activation writes it: it reads unset variables and turns on
     # errexit, and a careless one replaces the script's trap; none of it may reach the requeue.
     setup = 'set -e\n: "${CONDA_SHLVL_NOT_SET}"\ntrap - USR1 TERM'
-    result = submit(sweep, "--seeds", "3", "--cpus", "2", "--setup", setup, "train.total_frames=4000", *evaluating)
+    result = submit(sweep, "--seeds", "3", "--cpus", "2", "--setup", setup, "train.total_frames=2000", *evaluating)
     assert result.returncode == 0, result.stderr
     log = lambda: task_log(sweep, 0)  # noqa: E731
     deadline = time.time() + 180
-    while "evaluating 8 games at 2,000 frames" not in log():
+    while "evaluating 8 games at 1,000 frames" not in log():
         assert time.time() < deadline, log()
         time.sleep(0.2)
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_of(sweep)}_0"], check=True)
     rows = wait_for(sweep, lambda rows: rows[0][3] == "COMPLETED")
-    assert rows[0][4] == "4,000/4,000" and rows[0][6] == "1"  # one restart
+    assert rows[0][4] == "2,000/2,000" and rows[0][6] == "1"  # one restart
     text = log()
     assert "checkpoint written; requeueing" in text
     before, after = text.split("resumed from", 1)
-    assert "evaluation at 2,000 frames: mean" not in before  # abandoned at the warning...
-    assert "evaluation at 2,000 frames: mean" in after  # ...and played by the resumed run
+    assert "evaluation at 1,000 frames: mean" not in before  # abandoned at the warning...
+    assert "evaluation at 1,000 frames: mean" in after  # ...and played by the resumed run
     run = Path(json.loads((sweep / "sweep.json").read_text())["tasks"][0]["run_dir"])
     from dqn_atari.metrics import read_csv
 
