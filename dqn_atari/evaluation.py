@@ -236,10 +236,10 @@ class _Games:
             self.num_actions = int(cast(gym.spaces.Discrete, self.envs[0].action_space).n)
 
     def _gather(self, command: str, per_share=None) -> list:
-        """Send each worker its command (with its share of `per_share`), then collect the answers:
+        """Send each worker its command (with `per_share(its share)`), then collect the answers:
         the workers step at the same time."""
-        for w, pipe in enumerate(self.pipes):
-            pipe.send((command, None if per_share is None else per_share(w, self.shares[w])))
+        for pipe, share in zip(self.pipes, self.shares, strict=True):
+            pipe.send((command, None if per_share is None else per_share(share)))
         answers = [pipe.recv() for pipe in self.pipes]
         for answer in answers:
             if isinstance(answer, BaseException):
@@ -248,7 +248,7 @@ class _Games:
 
     def reset(self, seeds: list[int]) -> np.ndarray:
         if self.parallel:
-            return np.concatenate(self._gather("reset", lambda w, share: [seeds[j] for j in share]))
+            return np.concatenate(self._gather("reset", lambda share: [seeds[j] for j in share]))
         self.obs = np.stack([env.reset(seed=s)[0] for env, s in zip(self.envs, seeds, strict=True)])
         return self.obs
 
@@ -258,15 +258,10 @@ class _Games:
         if self.parallel:
             playing = set(live.tolist())
             answers = self._gather(
-                "step", lambda w, share: (actions[share], [i for i, j in enumerate(share) if j in playing])
+                "step", lambda share: (actions[share], [i for i, j in enumerate(share) if j in playing])
             )
             return tuple(np.concatenate(part) for part in zip(*answers, strict=True))
-        reward, terminated, truncated = np.zeros(self.n), np.zeros(self.n, bool), np.zeros(self.n, bool)
-        frames = np.zeros(self.n, dtype=np.int64)
-        for j in live:
-            self.obs[j], reward[j], terminated[j], truncated[j], _ = self.envs[j].step(int(actions[j]))
-            frames[j] = cast(AtariEnv, self.envs[j].unwrapped).ale.getEpisodeFrameNumber()
-        return self.obs, reward, terminated, truncated, frames
+        return _step_games(self.envs, self.obs, actions, live)
 
     def screen(self, j: int) -> np.ndarray:
         return cast(AtariEnv, self.envs[j].unwrapped).ale.getScreenRGB()
@@ -283,6 +278,18 @@ class _Games:
         else:
             for env in self.envs:
                 env.close()
+
+
+def _step_games(envs: list, obs: np.ndarray, actions: np.ndarray, playing) -> tuple:
+    """One step of the games numbered `playing` (their stacks written into `obs`): (obs, reward,
+    terminated, truncated, episode frame numbers) of every game, meaningful for those only."""
+    n = len(envs)
+    reward, terminated, truncated = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)
+    frames = np.zeros(n, dtype=np.int64)
+    for j in playing:
+        obs[j], reward[j], terminated[j], truncated[j], _ = envs[j].step(int(actions[j]))
+        frames[j] = cast(AtariEnv, envs[j].unwrapped).ale.getEpisodeFrameNumber()
+    return obs, reward, terminated, truncated, frames
 
 
 def _game_worker(pipe, make: Callable, count: int) -> None:
@@ -303,12 +310,7 @@ def _game_worker(pipe, make: Callable, count: int) -> None:
             elif command == "step":
                 assert obs is not None
                 actions, playing = data
-                reward, terminated, truncated = np.zeros(count), np.zeros(count, bool), np.zeros(count, bool)
-                frames = np.zeros(count, dtype=np.int64)
-                for i in playing:
-                    obs[i], reward[i], terminated[i], truncated[i], _ = envs[i].step(int(actions[i]))
-                    frames[i] = cast(AtariEnv, envs[i].unwrapped).ale.getEpisodeFrameNumber()
-                pipe.send((obs, reward, terminated, truncated, frames))
+                pipe.send(_step_games(envs, obs, actions, playing))
             else:
                 for env in envs:
                     env.close()

@@ -103,7 +103,7 @@ class ReplayBuffer:
         `frames_device` (e.g. "cuda") keeps the frame store there as a torch tensor, so the
         big gather never leaves the device. Everything else stays in host memory and sampling
         follows one set of rules wherever the frames are: the host draws and validates a batch's
-        entries and sends only their frame indices to the device (`_gather_on_device`)."""
+        entries and sends only their frame indices to the device (`_gather`)."""
         if not 1 <= stack <= 16:
             raise ReplayError(f"frame stack of {stack} is not supported: the replay stores 1 to 16 frames per stack")
         self.ring_size = capacity // num_envs
@@ -351,7 +351,7 @@ class ReplayBuffer:
         if frames.device.type == "cuda":
             flat_index = flat_index.pin_memory().to(frames.device, non_blocking=True)
         # index_select: a few times faster than advanced indexing for this gather on a CPU
-        return frames.index_select(0, flat_index.to(frames.device)).view(*index.shape, *self.frame_shape)
+        return frames.index_select(0, flat_index).view(*index.shape, *self.frame_shape)
 
     def update_priorities(self, envs, positions, losses) -> None:
         """Prioritized replay's hook after each update; uniform replay keeps no priorities (and
