@@ -53,11 +53,14 @@ class EnvConfig:
 
 @dataclass
 class NetworkConfig:
+    # The convolutional torso (dqn_atari/networks.py, TORSOS): nature, Mnih et al. 2015's three
+    # convolutions.
+    torso: Literal["nature"] = "nature"
     hidden_size: int = 512  # units of the head's hidden layer (each stream's, when dueling)
     # Dueling head (Wang et al. 2016): Q = V + A - mean(A), two streams of hidden_size units.
     dueling: bool = False
     # Noisy linear layers in the head (Fortunato et al. 2018, factorised Gaussian noise); they
-    # explore by themselves, so configs using them set agent.epsilon_* to 0.
+    # explore by themselves, so configs using them set agent.exploration to none.
     noisy: bool = False
     noisy_sigma0: float = 0.5  # initial noise scale sigma_0 of the noisy layers
     # When the online network's noise is redrawn for acting: step, at every acting step from the
@@ -124,6 +127,9 @@ class AgentConfig:
     iqn_tau_samples: int = 64  # IQN: fractions N sampled for the online network in the loss
     iqn_tau_prime_samples: int = 64  # IQN: fractions N' sampled for the target network
     iqn_policy_samples: int = 32  # IQN: fractions K averaged to act and to pick the bootstrap action
+    # Which games act at random (dqn_atari/exploration.py): linear_epsilon, epsilon-greedy on
+    # the schedule below; none, always greedy (noisy nets explore through their noise).
+    exploration: Literal["linear_epsilon", "none"] = "linear_epsilon"
     epsilon_start: float = 1.0  # exploration at the first frame
     epsilon_end: float = 0.1  # exploration after epsilon_decay_frames, annealed linearly
     # Nature's "final exploration frame 1,000,000" is 1M agent steps in DeepMind's code = 4M frames.
@@ -361,6 +367,14 @@ def upgraded(resolved: dict) -> dict:
         section, _, name = key.rpartition(".")
         (nested.setdefault(section, {}) if section else nested)[name] = value
     return nested
+
+
+def typed(resolved: dict) -> Config:
+    """A resolved config of any version (e.g. a checkpoint's) as today's Config: upgraded, with
+    the keys that today's version no longer has left out."""
+    known = set(all_keys())
+    flat = {key: value for key, value in in_todays_keys(flatten(resolved)).items() if key in known}
+    return from_dict(upgraded(flat))
 
 
 def flatten(nested: dict, prefix: str = "") -> dict[str, Any]:
@@ -614,12 +628,14 @@ def _nest(key: str, value: Any) -> dict:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults <- YAML file (optionally `base:` another file) <- overrides; validated."""
+    """Defaults <- YAML file (optionally `base:` another file) <- overrides; validated. A run's
+    resolved config (the one that names its `config_name`) is read as today's version would
+    have written it (`upgraded`), so a run resumes with the settings it was trained with."""
     cfg = Config()
     if path is not None:
         layers = _yaml_layers(Path(path))
         for layer in layers:
-            _apply(cfg, layer)
+            _apply(cfg, upgraded(layer) if "config_name" in layer else layer)
         if not any("config_name" in layer for layer in layers):  # a resolved config keeps its name
             cfg.config_name = Path(path).stem
     for text in overrides:

@@ -9,14 +9,11 @@ changes nothing in the training run.
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
 import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,16 +22,16 @@ import numpy as np
 import torch
 from ale_py.env import AtariEnv
 
-from dqn_atari.config import EnvConfig
+from dqn_atari.config import EnvConfig, typed
 from dqn_atari.envs import make_env
 from dqn_atari.envs.wrappers import action_meanings
 from dqn_atari.errors import first_line
+from dqn_atari.scores import REFERENCE_SOURCE, bootstrap_ci, human_normalized, reference_scores
 
 PROTOCOLS = {
     "nature": {"protocol": "nature", "max_episode_frames": 18_000, "noop_max": 30},
     "machado": {"protocol": "machado", "max_episode_frames": 108_000, "noop_max": 30},
 }
-REFERENCE_SOURCE = "google-deepmind/dqn_zoo dqn_zoo/atari_data.py (random; professional human tester)"
 
 
 # The env settings that shape what the network sees: evaluation plays with the training run's.
@@ -48,11 +45,9 @@ OBSERVATION_KEYS = (
 )
 
 
-def observation_settings(env_config: dict) -> dict:
-    """The run's observation settings from its config's `env` section (defaults for keys that
-    older runs lack)."""
-    defaults = dataclasses.asdict(EnvConfig())
-    return {key: env_config.get(key, defaults[key]) for key in OBSERVATION_KEYS}
+def observation_settings(env: EnvConfig) -> dict:
+    """The run's observation settings, from its config's `env` section."""
+    return {key: getattr(env, key) for key in OBSERVATION_KEYS}
 
 
 class EvaluationError(RuntimeError):
@@ -69,17 +64,27 @@ class EpisodeResult:
 
 
 class GreedyPolicy:
-    """Q-values of one network (a QNetwork of one member) for playing: `policy(obs, games)`
-    takes the stacks (B, stack, H, W) uint8 of the games numbered `games` and gives (B, A). A
-    noisy network's noise is off, frozen (`frozen_noise`, its run's acting noise) or drawn
-    afresh at every step; IQN's fractions are drawn at every step. Each game draws from its own
-    generator (seeded from `seed` and its number), so a game plays the same whether it is
-    played alone or beside others, and evaluating never moves a training stream."""
+    """Q-values of one network for playing: `policy(obs, games)` takes the stacks (B, stack, H,
+    W) uint8 of the games numbered `games` and gives (B, A). A noisy network's noise is off,
+    frozen (`frozen_noise`, its run's acting noise) or drawn afresh at every step; IQN's
+    fractions are drawn at every step. Each game draws from its own generator (seeded from
+    `seed` and its number), so a game plays the same whether it is played alone or beside
+    others, and evaluating never moves a training stream. `channels_last_input` lays the stacks
+    out as the run's config says (`network.channels_last`)."""
 
-    def __init__(self, network, noise: str = "per_step", frozen_noise: torch.Tensor | None = None, seed: int = 0):
+    def __init__(
+        self,
+        network,
+        noise: str = "per_step",
+        frozen_noise: torch.Tensor | None = None,
+        seed: int = 0,
+        channels_last_input: bool = False,
+    ):
         self.network, self.mode, self.seed = network, noise, seed
+        self.channels_last_input = channels_last_input
         self.device = next(network.parameters()).device
-        self.frozen_noise = None if frozen_noise is None else frozen_noise.to(self.device)
+        # (noise_size,); the member layout saved it as (1, noise_size)
+        self.frozen_noise = None if frozen_noise is None else frozen_noise.reshape(-1).to(self.device)
         self._generators: dict[int, torch.Generator] = {}
 
     def generator(self, game: int) -> torch.Generator:
@@ -91,22 +96,24 @@ class GreedyPolicy:
 
     @torch.no_grad()
     def __call__(self, obs: np.ndarray, games: list[int]) -> np.ndarray:
-        from dqn_atari.networks import scaled_noise
+        from dqn_atari.networks import channels_last, scaled_noise
 
-        x = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
+        x = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device)
+        if self.channels_last_input:
+            x = channels_last(x)
         noise = None
         if self.network.noisy and self.mode == "per_step":
             size = self.network.noise_size
             drawn = [torch.randn(size, generator=self.generator(g), device=self.device) for g in games]
-            noise = scaled_noise(torch.stack(drawn)).unsqueeze(0)  # (1, B, size): each game its own
+            noise = scaled_noise(torch.stack(drawn))  # (B, size): each game its own
         elif self.network.noisy and self.mode == "frozen":
             noise = self.frozen_noise
         taus = None
         head = self.network.value_head
         if head.samples_taus:
             drawn = [torch.rand(head.policy_samples, generator=self.generator(g), device=self.device) for g in games]
-            taus = torch.stack(drawn).unsqueeze(0)
-        return self.network.q_values(x, noise, taus)[0].float().cpu().numpy()
+            taus = torch.stack(drawn)
+        return self.network.q_values(x, noise, taus).float().cpu().numpy()
 
 
 class EvaluationInterrupted(Exception):
@@ -320,32 +327,6 @@ def _game_worker(pipe, make: Callable, count: int) -> None:
 
 
 # ---------------------------------------------------------------------------- statistics
-def reference_scores() -> dict[str, tuple[float, float]]:
-    """Game -> (random, human) for the 57 games of the Atari benchmark."""
-    text = resources.files("dqn_atari.data").joinpath("atari_reference_scores.csv").read_text()
-    rows = csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))
-    return {r["game"]: (float(r["random"]), float(r["human"])) for r in rows}
-
-
-def human_normalized(game: str, score: float) -> float | None:
-    ref = reference_scores().get(game)
-    if ref is None:
-        return None
-    random, human = ref
-    return (score - random) / (human - random)
-
-
-def bootstrap_ci(scores, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) < 2:
-        return (float(scores.mean()), float(scores.mean())) if len(scores) else (float("nan"), float("nan"))
-    rng = np.random.default_rng(seed)
-    means = scores[rng.integers(0, len(scores), size=(resamples, len(scores)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
-
-
 def summarize_scores(results: list[EpisodeResult]) -> dict:
     scores = np.array([r.score for r in results], dtype=np.float64)
     low, high = bootstrap_ci(scores)
@@ -380,11 +361,10 @@ def find_checkpoint(target: str | Path) -> Path:
 
 def load_policy(checkpoint: Path, device: torch.device):
     """(network, config dict, state dict, acting noise or None) from a checkpoint or snapshot;
-    nothing is unpickled. Weights of any version load: those saved before networks had a
-    member dimension get one."""
+    nothing is unpickled. Weights of any version load (`plain_state`)."""
     from dqn_atari.checkpoint import CheckpointError, load_model, read_state, verify_files
     from dqn_atari.config import upgraded
-    from dqn_atari.networks import QNetwork, network_settings, with_member_dimension
+    from dqn_atari.networks import network_from_config, plain_state
     from dqn_atari.value_heads import value_head_from_config
 
     try:
@@ -397,13 +377,14 @@ def load_policy(checkpoint: Path, device: torch.device):
     try:
         weights = model["agent"]["online"]
         cfg = upgraded(state["config"])
-        head = value_head_from_config(cfg["agent"])
+        config = typed(cfg)
+        head = value_head_from_config(config.agent)
         num_actions = state.get("num_actions")
         if num_actions is None:  # older saves: from the output layer, actions x values per action
             output_bias = next(k for k in weights if k.startswith(("head.layers.2.bias", "head.advantage.2.bias")))
             num_actions = weights[output_bias].shape[-1] // head.outputs_per_action
-        network = QNetwork(num_actions, head.to(device), **network_settings(cfg))
-        network.load_state_dict(with_member_dimension(weights, network))
+        network = network_from_config(num_actions, head.to(device), config)
+        network.load_state_dict(plain_state(weights, network))
         acting_noise = model["agent"].get("acting_noise")
     except (
         OSError,
@@ -482,7 +463,13 @@ def evaluate_checkpoint(
     except OSError as err:
         raise EvaluationError(f"output directory {out} is not writable: {err.strerror or err}") from None
 
-    policy = GreedyPolicy(network, noise=noise, frozen_noise=acting_noise, seed=seed)
+    policy = GreedyPolicy(
+        network,
+        noise=noise,
+        frozen_noise=acting_noise,
+        seed=seed,
+        channels_last_input=cfg["network"]["channels_last"],
+    )
     recorders: dict[int, EpisodeVideo] = {}
 
     def recorder_for(i: int):
@@ -497,7 +484,7 @@ def evaluate_checkpoint(
         protocol=protocol,
         max_episode_frames=max_episode_frames,
         seed=seed,
-        observation=observation_settings(cfg["env"]),
+        observation=observation_settings(typed(cfg).env),
         recorder_for=recorder_for if video else None,
         games_at_once=games_at_once,
         processes=processes,

@@ -9,8 +9,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-from torch.utils.tensorboard import SummaryWriter
-
 CSV_FIELDS = ("frames", "steps", "wall_time", "tag", "value")
 # TensorBoard's step axis is the papers' budget unit; `progress/agent_steps` maps it to steps.
 AXIS_NOTE = (
@@ -43,6 +41,9 @@ class Logger:
             # TensorBoard purges events at steps >= purge_step, while the CSV keeps rows at
             # start_frames (logged before that checkpoint was written): purge from the next frame.
             purge = start_frames + 1 if start_frames else None
+            # imported here: reading metrics (`plot`, `summarize`) needs neither TensorBoard nor torch
+            from torch.utils.tensorboard import SummaryWriter
+
             self.writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=purge)
             if not start_frames:
                 self.writer.add_text("about", AXIS_NOTE, 0)

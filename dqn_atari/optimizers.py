@@ -18,6 +18,8 @@ from collections.abc import Iterable
 
 import torch
 
+from dqn_atari.config import OptimizerConfig
+
 
 class DeepMindRMSprop(torch.optim.Optimizer):
     """Centred RMSProp with epsilon inside the square root, no momentum:
@@ -63,17 +65,16 @@ class DeepMindRMSprop(torch.optim.Optimizer):
         return loss
 
 
-def make_optimizer(
-    params, name: str, lr: float, eps: float, rmsprop_alpha: float, rmsprop_centered: bool, capturable: bool = False
-) -> torch.optim.Optimizer:
-    """adam: torch's Adam. rmsprop: torch's RMSprop (eps outside the square root).
-    deepmind_rmsprop: DeepMindRMSprop above (always centred; eps inside the square root).
+def make_optimizer(params, settings: OptimizerConfig, capturable: bool = False) -> torch.optim.Optimizer:
+    """`settings.name`: adam, torch's Adam; rmsprop, torch's RMSprop (eps outside the square
+    root); deepmind_rmsprop, DeepMindRMSprop above (always centred; eps inside the square root).
     `capturable`: torch's optimisers keep their step count on the device, so a CUDA graph can
     hold the step (DeepMindRMSprop has no step count and is capturable as it is)."""
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps, capturable=capturable)
-    if name == "deepmind_rmsprop":
-        return DeepMindRMSprop(params, lr=lr, alpha=rmsprop_alpha, eps=eps)
+    s = settings
+    if s.name == "adam":
+        return torch.optim.Adam(params, lr=s.lr, eps=s.eps, capturable=capturable)
+    if s.name == "deepmind_rmsprop":
+        return DeepMindRMSprop(params, lr=s.lr, alpha=s.rmsprop_alpha, eps=s.eps)
     return torch.optim.RMSprop(
-        params, lr=lr, alpha=rmsprop_alpha, eps=eps, centered=rmsprop_centered, capturable=capturable
+        params, lr=s.lr, alpha=s.rmsprop_alpha, eps=s.eps, centered=s.rmsprop_centered, capturable=capturable
     )

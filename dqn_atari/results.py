@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dqn_atari.agent import linear_epsilon
 from dqn_atari.config import flatten, in_todays_keys
-from dqn_atari.evaluation import REFERENCE_SOURCE, bootstrap_ci, human_normalized
 from dqn_atari.metrics import read_csv
+from dqn_atari.scores import REFERENCE_SOURCE, bootstrap_ci, human_normalized
 
 # Settings that do not change what is being measured (and the game, which groups separately).
 # The frame budget does: a score at the end of 1M frames is not one at the end of 2M.
@@ -436,14 +435,12 @@ def training_return(run: Run, games: int = TRAINING_RETURN_GAMES) -> Score:
     if not points:
         return Score(float("nan"), "no training games")
     frames = points[-1][0]
-    a = run.config["agent"]
-    begin = 0  # runs from before agent.epsilon_decay_start annealed from the first frame
-    if a.get("epsilon_decay_start") == "learning_starts":
-        begin = run.config["train"]["learning_starts_steps"] * run.config["env"]["frame_skip"]
-    epsilon = linear_epsilon(frames, a["epsilon_start"], a["epsilon_end"], a["epsilon_decay_frames"], begin)
+    # the epsilon the run logged last before its last game ended
+    logged = [value for at, value in run.metrics.get("train/epsilon", []) if at <= frames]
+    epsilon = f"epsilon {logged[-1]:g}" if logged else "epsilon not logged"
     return Score(
         float(np.mean([v for _, v in points])),
-        f"metrics.csv: last {len(points)} training games to {frames:,} frames, epsilon {epsilon:g}",
+        f"metrics.csv: last {len(points)} training games to {frames:,} frames, {epsilon}",
     )
 
 

@@ -31,12 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from dqn_atari.agent import Agent, Batch, agent_from_config, linear_epsilon
+from dqn_atari.agent import Agent, UpdateBatch, UpdateResult, agent_from_config
 from dqn_atari.checkpoint import Checkpointer, CheckpointError, load_group, maybe_crash
 from dqn_atari.config import Config, ConfigError, to_dict
 from dqn_atari.envs.vector import AtariVector, vector_env_from_config
 from dqn_atari.errors import first_line
 from dqn_atari.evaluation import EvaluationInterrupted, GreedyPolicy, observation_settings, play_episodes
+from dqn_atari.exploration import exploration_from_config
 from dqn_atari.metrics import Logger, Progress
 from dqn_atari.prioritized_replay import PrioritizedReplayBuffer
 from dqn_atari.replay import Batch as ReplayBatch
@@ -60,7 +61,7 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def batch_to_device(batches: list[ReplayBatch], device: torch.device) -> Batch:
+def batch_to_device(batches: list[ReplayBatch], device: torch.device) -> UpdateBatch:
     """Each seed's sampled batch, stacked along the member dimension and on the device. uint8
     stays uint8 across the copy; on CUDA it goes through pinned memory, asynchronously. Frames
     already on the device (replay.frames_on_device) are not copied at all."""
@@ -75,7 +76,7 @@ def batch_to_device(batches: list[ReplayBatch], device: torch.device) -> Batch:
     fields = ("obs", "actions", "rewards", "discounts", "next_obs")
     tensors = {name: stacked([getattr(b, name) for b in batches]) for name in fields}
     weights = None if batches[0].weights is None else stacked([b.weights for b in batches])
-    return Batch(**tensors, weights=weights)
+    return UpdateBatch(**tensors, weights=weights)
 
 
 def allocated_cpus() -> int:
@@ -320,6 +321,7 @@ class Trainer:
         if len(actions) != 1:
             raise ConfigError(f"members of a population must have the same number of actions, got {sorted(actions)}")
         self.agent: Agent = agent_from_config(self.cfg, actions.pop(), self.device, [s.agent_seed for s in self.seeds])
+        self.exploration = exploration_from_config(self.cfg)
         # The seeds still training, in the agent's member order; a seed that reaches
         # eval.stop_at_return leaves it and the others go on.
         self.active: list[SeedRun] = list(self.seeds)
@@ -378,15 +380,15 @@ class Trainer:
         try:
             self.evaluate_due()  # an evaluation a stop signal interrupted comes first
             while self.active and self.frames < cfg.train.total_frames:
-                epsilon = self.epsilon()
-                actions = self.agent.act(self.observations(), [epsilon] * len(self.active))
+                epsilons = self.epsilons()
+                actions = self.agent.act(self.observations(), [epsilons] * len(self.active))
                 for seed, seed_actions in zip(self.active, actions, strict=True):
                     seed.step(seed_actions)
                 self.learn()
                 progress.tick(self.frames, self.progress_figures)
 
                 if self.steps >= next_log:
-                    self.log_interval(epsilon, progress)
+                    self.log_interval(logged_epsilon(epsilons), progress)
                     next_log = _next_multiple(self.steps, cfg.log.every_steps)
                     logged_at = self.steps
                 if cfg.eval.every_frames and self.frames >= next_eval:
@@ -400,7 +402,7 @@ class Trainer:
                 if self.stop_signal is not None and self.active:
                     self._stop()
             if self.active and self.steps > logged_at:
-                self.log_interval(self.epsilon(), progress)
+                self.log_interval(logged_epsilon(self.epsilons()), progress)
             if checkpoint_at_end and any(s.checkpointed_frames != s.frames for s in self.active):
                 self.save_checkpoint()
         finally:
@@ -414,11 +416,10 @@ class Trainer:
         stacks = [s.obs for s in self.active]
         return stacks[0][None] if len(stacks) == 1 else np.stack(stacks)  # type: ignore[arg-type,index]
 
-    def epsilon(self) -> float:
-        """Every active seed has played the same frames: one epsilon for all."""
-        a, t = self.cfg.agent, self.cfg.train
-        begin = t.learning_starts_steps * self.cfg.env.frame_skip if a.epsilon_decay_start == "learning_starts" else 0
-        return linear_epsilon(self.frames, a.epsilon_start, a.epsilon_end, a.epsilon_decay_frames, begin)
+    def epsilons(self) -> np.ndarray:
+        """(N,) each game's epsilon; every active seed has played the same frames, so the same
+        for all seeds."""
+        return self.exploration.epsilons(self.frames, self.cfg.env.num_envs)
 
     def updates_due(self) -> int:
         """Updates owed so far: one per train_frequency agent steps after learning_starts, so the
@@ -439,7 +440,7 @@ class Trainer:
             batches = [s.replay.sample(self.cfg.train.batch_size, beta=beta) for s in self.active]
             stats = self.agent.update(batch_to_device(batches, self.device))
             for k, (seed, batch) in enumerate(zip(self.active, batches, strict=True)):
-                seed.replay.update_priorities(batch.env_index, batch.position, stats["priorities"][k])
+                seed.replay.update_priorities(batch.env_index, batch.position, stats.priorities[k])
             self._interval.add(stats)
 
     def _retire_finished(self) -> None:
@@ -484,7 +485,10 @@ class Trainer:
 
     def progress_figures(self) -> dict[str, str]:
         """What the progress bar shows between logging intervals: host counters only."""
-        return {"return10": "/".join(s.return10() for s in self.active), "eps": f"{self.epsilon():.3f}"}
+        return {
+            "return10": "/".join(s.return10() for s in self.active),
+            "eps": f"{logged_epsilon(self.epsilons()):.3f}",
+        }
 
     def _stop(self) -> None:
         """A stop signal: a checkpoint at this step (unless one was just written), then Preempted."""
@@ -510,9 +514,13 @@ class Trainer:
         count), never its training envs or streams."""
         e = self.cfg.eval
         print(f"{seed.label}evaluating {e.episodes} games at {seed.frames:,} frames...", flush=True)
-        frozen = None if self.agent.acting_noise is None else self.agent.acting_noise[k : k + 1]
+        frozen = None if self.agent.acting_noise is None else self.agent.acting_noise[k]
         policy = GreedyPolicy(
-            self.agent.member_network(k), noise=e.noise, frozen_noise=frozen, seed=seed.evaluation_seed + seed.frames
+            self.agent.member_network(k),
+            noise=e.noise,
+            frozen_noise=frozen,
+            seed=seed.evaluation_seed + seed.frames,
+            channels_last_input=self.cfg.network.channels_last,
         )
         results = play_episodes(
             policy,
@@ -523,7 +531,7 @@ class Trainer:
             max_episode_frames=e.max_episode_frames,
             noop_max=e.noop_max,
             seed=seed.evaluation_seed + seed.frames,  # a fresh, reproducible set of games
-            observation=observation_settings(to_dict(self.cfg)["env"]),
+            observation=observation_settings(self.cfg.env),
             interrupted=lambda: self.stop_signal is not None,
         )
         scores = [r.score for r in results]
@@ -636,12 +644,6 @@ class Trainer:
         assert first.model is not None
         try:
             states = [f.model["agent"] for _, _, f in training if f.model is not None]
-            for (_, _, f), agent_state in zip(training, states, strict=True):
-                if agent_state["online"]["features.0.weight"].dim() != 5:
-                    raise CheckpointError(
-                        f"checkpoint {f.path} was written by an older version of dqn_atari (networks without a "
-                        f"member dimension): it can be evaluated, not resumed; start a new run"
-                    )
             if len(training) < len(self.seeds):
                 self.agent.keep_members([k for k, _, _ in training])
             self.agent.load_member_state_dicts(states)
@@ -673,6 +675,11 @@ class Trainer:
     def close(self) -> None:
         for seed in self.seeds:
             seed.close()
+
+
+def logged_epsilon(epsilons: np.ndarray) -> float:
+    """The games' epsilon as `train/epsilon` records it: their common value exactly, else their mean."""
+    return float(epsilons[0]) if (epsilons == epsilons[0]).all() else float(epsilons.mean())
 
 
 def _assert_finite(seed: SeedRun, scalars: dict[str, float]) -> None:
@@ -708,8 +715,8 @@ class _IntervalStats:
         """A new timing window (the sums stay: they may come from a checkpoint)."""
         self.time, self.steps, self.updates = time.perf_counter(), steps, updates
 
-    def add(self, stats: dict[str, torch.Tensor]) -> None:
-        values = torch.stack([stats["loss"], stats["q_mean"]])
+    def add(self, stats: UpdateResult) -> None:
+        values = torch.stack([stats.loss, stats.q_mean])
         self.sums = values.clone() if self.sums is None else self.sums + values
         self.count += 1
 

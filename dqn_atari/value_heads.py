@@ -1,9 +1,9 @@
 """Value heads: what the network outputs per action, how Q-values come from it, the per-sample
 loss against the bootstrapped target, and the priority that prioritized replay reads from it.
 
-A head sees the network's output at the taken action, `taken` (K, B, k), and the target
-network's at the bootstrap action, `target_next` (K, B, k'), with n-step rewards and discounts
-gamma^n (0 after a learning terminal), each (K, B). Which action the target bootstraps on
+A head sees one network's output at the taken action, `taken` (B, k), and the target network's
+at the bootstrap action, `target_next` (B, k'), with n-step rewards and discounts gamma^n (0
+after a learning terminal), each (B,); any leading dimensions pass through. Which action the target bootstraps on
 (Double DQN or not) is the agent's choice, shared by every head.
 
     ScalarTD          DQN (Mnih et al. 2015): one value per action, Huber or squared TD error
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from dqn_atari.config import AgentConfig
 
 
 class ValueHead:
@@ -40,12 +42,12 @@ class ValueHead:
         return self
 
     def output(self, raw: torch.Tensor) -> torch.Tensor:
-        """The network's (K, B, A, k) last-layer values as this head reads them."""
+        """The network's (..., A, k) last-layer values as this head reads them."""
         return raw
 
     def q_values(self, output: torch.Tensor) -> torch.Tensor:
-        """(K, B, A) from (K, B, A, k)."""
-        return output.mean(dim=3)
+        """(..., A) from (..., A, k)."""
+        return output.mean(dim=-1)
 
     def loss(
         self,
@@ -55,7 +57,7 @@ class ValueHead:
         discounts: torch.Tensor,
         taus: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-sample loss, per-sample priority), each (K, B). `taus`: IQN's fractions of `taken`."""
+        """(per-sample loss, per-sample priority), each (B,). `taus`: IQN's fractions of `taken`."""
         raise NotImplementedError
 
 
@@ -95,10 +97,10 @@ class Categorical(ValueHead):
         self.support = torch.linspace(v_min, v_max, atoms)
 
     def output(self, raw):
-        return F.log_softmax(raw, dim=3)
+        return F.log_softmax(raw, dim=-1)
 
     def q_values(self, output):
-        return (output.exp() * self.support).sum(dim=3)
+        return (output.exp() * self.support).sum(dim=-1)
 
     def loss(self, taken, target_next, rewards, discounts, taus=None):
         with torch.no_grad():
@@ -185,19 +187,14 @@ class ImplicitQuantile(ValueHead):
         return per_sample, per_sample.detach()
 
 
-def value_head_from_config(agent: dict) -> ValueHead:
-    """The head a run's `agent` section asks for (a dict: a config section or a checkpoint's)."""
-    kind = agent.get("value_head", "c51" if agent.get("distributional") else "scalar")
-    kappa = agent.get("huber_kappa", 1.0)
-    if kind == "c51":
-        return Categorical(agent.get("atoms", 51), agent.get("v_min", -10.0), agent.get("v_max", 10.0))
-    if kind == "qr_dqn":
-        return QuantileRegression(agent.get("quantiles", 200), kappa)
-    if kind == "iqn":
+def value_head_from_config(agent: AgentConfig) -> ValueHead:
+    """The head a run's `agent` section asks for."""
+    if agent.value_head == "c51":
+        return Categorical(agent.atoms, agent.v_min, agent.v_max)
+    if agent.value_head == "qr_dqn":
+        return QuantileRegression(agent.quantiles, agent.huber_kappa)
+    if agent.value_head == "iqn":
         return ImplicitQuantile(
-            agent.get("iqn_tau_samples", 64),
-            agent.get("iqn_tau_prime_samples", 64),
-            agent.get("iqn_policy_samples", 32),
-            kappa,
+            agent.iqn_tau_samples, agent.iqn_tau_prime_samples, agent.iqn_policy_samples, agent.huber_kappa
         )
-    return ScalarTD(agent.get("loss", "huber"))
+    return ScalarTD(agent.loss)

@@ -1,34 +1,60 @@
 """The agent: the TD update against hand-computed numbers, target syncs, exploration, the
-optimisers, and members that never couple (clipping, noise, optimiser state, streams)."""
+optimisers, and members that never couple (clipping, noise, optimiser state, streams), mapped
+one after another or with vmap."""
+
+import functools
 
 import numpy as np
 import pytest
 import torch
 from helpers import BF16_HERE, CUDA
+from torch import nn
 
-from dqn_atari.agent import Agent, Batch, clip_grad_norm_per_member, linear_epsilon, per_sample_loss
-from dqn_atari.networks import MLP, QNetwork
-from dqn_atari.value_heads import Categorical, ImplicitQuantile, QuantileRegression
+from dqn_atari.agent import Agent, UpdateBatch, per_sample_loss
+from dqn_atari.config import NetworkConfig, OptimizerConfig
+from dqn_atari.networks import MLP, TORSOS, NatureTorso, QNetwork
+from dqn_atari.value_heads import Categorical, ImplicitQuantile, QuantileRegression, ScalarTD
+
+# How a population maps its members: one after another (the CPU's way) and with vmap (a GPU's).
+MAPPINGS = [pytest.param(False, id="one-after-another"), pytest.param(True, id="vmap")]
 
 
-def constant_q(net: QNetwork, values) -> None:
+def constant_q(networks: nn.ModuleList, values) -> None:
     """Make every member output `values` for every input: zero last-layer weights, bias = values."""
     with torch.no_grad():
-        last = net.head.layers[-1]
-        last.weight.zero_()
-        last.bias.copy_(torch.tensor(values, dtype=torch.float32).expand_as(last.bias))
+        for network in networks:
+            last = network.head.layers[-1]
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor(values, dtype=torch.float32))
 
 
-def make_agent(seeds=(0,), head=None, **kw) -> Agent:
-    kw = {"optimizer": "adam", "lr": 1e-4, "eps": 1e-8, **kw}
-    return Agent.for_seeds(3, list(seeds), head, **kw)
+def make_agent(seeds=(0,), head=None, num_actions=3, **kw) -> Agent:
+    """Adam at 1e-4 unless `optimizer` names another; `network` a dict of NetworkConfig's
+    fields, `loss` the scalar head's loss, the rest Agent's settings."""
+    optimizer = {"name": kw.pop("optimizer")} if "optimizer" in kw else {"name": "adam", "lr": 1e-4, "eps": 1e-8}
+    for key in ("lr", "eps", "max_grad_norm"):
+        if key in kw:
+            optimizer[key] = kw.pop(key)
+    if "loss" in kw:
+        head = ScalarTD(kw.pop("loss"))
+    network = NetworkConfig(**kw.pop("network", {}))
+    return Agent.for_seeds(
+        num_actions, list(seeds), head, network=network, optimizer=OptimizerConfig(**optimizer), **kw
+    )
 
 
-def random_batch(members: int, size: int, actions: int, generator: torch.Generator, weights: bool = False) -> Batch:
+def member(batch: UpdateBatch, k: int) -> UpdateBatch:
+    """Member k's part of a population's batch, as a population of one."""
+    return UpdateBatch(*(None if t is None else t[k : k + 1] for t in batch))
+
+
+def random_batch(
+    members: int, size: int, actions: int, generator: torch.Generator, weights: bool = False
+) -> UpdateBatch:
     obs, next_obs = (
         torch.randint(0, 256, (members, size, 4, 84, 84), dtype=torch.uint8, generator=generator) for _ in "ab"
     )
-    return Batch(
+    return UpdateBatch(
         obs,
         torch.randint(0, actions, (members, size), generator=generator),
         torch.randint(-1, 2, (members, size), generator=generator).float(),
@@ -38,9 +64,9 @@ def random_batch(members: int, size: int, actions: int, generator: torch.Generat
     )
 
 
-def zeros_batch(n=2, actions=(0, 0), rewards=(1.0, -1.0), discounts=(0.99, 0.0)) -> Batch:
+def zeros_batch(n=2, actions=(0, 0), rewards=(1.0, -1.0), discounts=(0.99, 0.0)) -> UpdateBatch:
     obs = torch.zeros(1, n, 4, 84, 84, dtype=torch.uint8)
-    return Batch(obs, torch.tensor([actions]), torch.tensor([rewards]), torch.tensor([discounts]), obs.clone())
+    return UpdateBatch(obs, torch.tensor([actions]), torch.tensor([rewards]), torch.tensor([discounts]), obs.clone())
 
 
 @pytest.mark.parametrize("double_dqn,expected_next", [(False, 3.0), (True, 1.0)])
@@ -48,13 +74,13 @@ def test_td_target_single_and_double_terminal_and_not(double_dqn, expected_next)
     agent = make_agent(double_dqn=double_dqn)
     constant_q(agent.target, [1.0, 2.0, 3.0])
     constant_q(agent.online, [5.0, 0.0, 0.0])  # online prefers action 0: Double DQN reads target Q[0] = 1
-    terms = per_sample_loss(
-        agent.online, agent.target, agent.head, zeros_batch(), agent.draw_update_noise(2), double_dqn
-    )
+    batch = UpdateBatch(*(t[0] for t in zeros_batch()[:5]))  # one member's: no member dimension
+    noise = agent.draw_update_noise(2)
+    terms = per_sample_loss(agent.online[0], agent.target[0], agent.head, batch, noise, double_dqn)
     # Q(s, 0) = 5; targets 1 + 0.99 * next and -1 (terminal): |TD| is the priority
     expected_targets = [1.0 + 0.99 * expected_next, -1.0]
-    assert terms.priorities[0].tolist() == pytest.approx([5.0 - t for t in expected_targets], rel=1e-6)
-    assert terms.q_taken[0].tolist() == [5.0, 5.0]
+    assert terms.priorities.tolist() == pytest.approx([5.0 - t for t in expected_targets], rel=1e-6)
+    assert terms.q_taken.tolist() == [5.0, 5.0]
 
 
 @pytest.mark.parametrize("loss,expected", [("huber", 1.03 - 0.5), ("mse", 1.03**2)])
@@ -64,7 +90,7 @@ def test_update_loss_huber_vs_mse(loss, expected):
     constant_q(agent.online, [5.0, 0.0, 0.0])
     stats = agent.update(zeros_batch(1, (0,), (1.0,), (0.99,)))
     # target = 1 + 0.99 * 3 = 3.97, Q(s, 0) = 5: error 1.03
-    assert stats["loss"].shape == (1,) and stats["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert stats.loss.shape == (1,) and stats.loss.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_hard_target_sync_every_period_updates():
@@ -89,17 +115,6 @@ def test_soft_target_update_moves_by_tau():
         torch.testing.assert_close(t, b + 0.25 * (o - b))
 
 
-def test_epsilon_schedule_values_from_zero_and_from_learning_start():
-    assert linear_epsilon(0, 1.0, 0.1, 1_000_000) == 1.0
-    assert linear_epsilon(500_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.55)
-    assert linear_epsilon(1_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
-    assert linear_epsilon(7_000_000, 1.0, 0.1, 1_000_000) == pytest.approx(0.1)
-    # held at the start value until learning starts (200,000 frames), then annealed
-    assert linear_epsilon(150_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == 1.0
-    assert linear_epsilon(700_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == pytest.approx(0.55)
-    assert linear_epsilon(1_200_000, 1.0, 0.1, 1_000_000, begin_frames=200_000) == pytest.approx(0.1)
-
-
 def test_epsilon_greedy_explores_at_each_members_rate_and_is_greedy_otherwise():
     agent = make_agent(seeds=(0, 1))
     constant_q(agent.online, [0.0, 9.0, 0.0])
@@ -109,27 +124,19 @@ def test_epsilon_greedy_explores_at_each_members_rate_and_is_greedy_otherwise():
     # Explored actions are uniform over 3, so a fraction 0.3 * 2/3 = 0.2 are not the greedy one.
     assert abs((actions[0] != 1).mean() - 0.2) < 0.03
     assert (actions[1] == 1).all()
+    # one epsilon per game (a rule such as Ape-X's): game 0 always explores, game 1 never
+    per_game = agent.act(obs[:, :2].repeat(1000, axis=1)[:, :2000], [np.tile([1.0, 0.0], 1000)] * 2)
+    assert (per_game[:, 1::2] == 1).all() and abs((per_game[:, 0::2] != 1).mean() - 2 / 3) < 0.03
 
 
-def test_gradient_norm_clipping_is_per_member():
-    """Member 0's gradient norm is 5, member 1's 0.5: with max norm 1 member 0 is scaled to
-    norm 1 and member 1 is left alone. Clipping the stacked tensors at once (torch's
-    clip_grad_norm_) would scale both by their joint norm."""
-    a = torch.zeros(2, 3, requires_grad=True)
-    b = torch.zeros(2, 4, requires_grad=True)
-    a.grad = torch.tensor([[3.0, 0.0, 0.0], [0.3, 0.0, 0.0]])
-    b.grad = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 0.4, 0.0, 0.0]])
-    clip_grad_norm_per_member([a, b], 1.0)
-    member_norms = torch.cat([a.grad, b.grad], dim=1).norm(dim=1)
-    torch.testing.assert_close(member_norms, torch.tensor([1.0, 0.5]), rtol=1e-5, atol=1e-6)
-
-
-def test_a_members_update_is_its_update_alone():
+@pytest.mark.parametrize("vectorized", MAPPINGS)
+def test_a_members_update_is_its_update_alone(vectorized):
     """Member k of a population of 3 updated on batch k ends where the same seed alone ends on
     the same batch: weights, target and optimiser state, through gradient-norm clipping (at
     0.1, where these members' norms are 0.03 to 0.3: it binds for some members at some updates
-    and not for others), noisy layers (each member's own noise generator), C51 and Double DQN,
-    and two target syncs. Per-sample priorities and losses too."""
+    and not for others, so clipping by the members' joint norm would fail here), noisy layers
+    (each member's own noise generator), C51 and Double DQN, and two target syncs. Per-sample
+    priorities, losses and greedy actions too."""
     settings = {
         "network": {"dueling": True, "noisy": True},
         "double_dqn": True,
@@ -137,22 +144,26 @@ def test_a_members_update_is_its_update_alone():
         "target_update_period_updates": 2,
     }
     head = Categorical(51, -10.0, 10.0)
-    population = make_agent((4, 5, 6), head, **settings)
+    population = make_agent((4, 5, 6), head, vectorized=vectorized, **settings)
     alone = [make_agent((s,), Categorical(51, -10.0, 10.0), **settings) for s in (4, 5, 6)]
     generator = torch.Generator().manual_seed(1)
     for _ in range(5):
         batch = random_batch(3, 8, 3, generator, weights=True)
         together = population.update(batch)
         for k, agent in enumerate(alone):
-            own = agent.update(Batch(*(None if t is None else t[k : k + 1] for t in batch)))
-            torch.testing.assert_close(together["loss"][k : k + 1], own["loss"], rtol=1e-4, atol=1e-5)
-            torch.testing.assert_close(together["priorities"][k : k + 1], own["priorities"], rtol=1e-4, atol=1e-5)
+            own = agent.update(member(batch, k))
+            torch.testing.assert_close(together.loss[k : k + 1], own.loss, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(together.priorities[k : k + 1], own.priorities, rtol=1e-4, atol=1e-5)
+    obs = np.random.default_rng(0).integers(0, 256, (3, 16, 4, 84, 84), dtype=np.uint8)
+    acted = population.act(obs, [0.0, 0.0, 0.0])
     for k, agent in enumerate(alone):
-        member = population.member_state_dict(k)
+        assert (agent.act(obs[k : k + 1], [0.0]) == acted[k : k + 1]).all()
+    for k, agent in enumerate(alone):
+        state = population.member_state_dict(k)
         for net in ("online", "target"):
             for name, value in agent.member_state_dict(0)[net].items():
-                torch.testing.assert_close(member[net][name], value, rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
-        torch.testing.assert_close(member["acting_noise"], agent.member_state_dict(0)["acting_noise"])
+                torch.testing.assert_close(state[net][name], value, rtol=1e-4, atol=1e-5, msg=f"{net}.{name}")
+        torch.testing.assert_close(state["acting_noise"], agent.member_state_dict(0)["acting_noise"])
 
 
 def test_member_states_round_trip_into_a_population_and_out_again():
@@ -177,7 +188,7 @@ def test_dropping_a_member_leaves_the_others_unchanged():
     population.update(random_batch(3, 4, 3, generator))
     before = [population.member_state_dict(k) for k in (0, 2)]
     population.keep_members([0, 2])
-    assert population.members == 2 and population.online.members == 2
+    assert population.members == 2 and len(population.online) == 2
     for k in range(2):
         after = population.member_state_dict(k)
         for name, value in before[k]["online"].items():
@@ -207,8 +218,8 @@ def test_every_head_composes_with_dueling_noisy_and_double_and_updates(head):
     agent = make_agent((0,), head, network={"dueling": True, "noisy": True}, double_dqn=True, lr=6.25e-5, eps=1.5e-4)
     batch = random_batch(1, 8, 3, torch.Generator().manual_seed(0), weights=True)
     stats = agent.update(batch)
-    assert torch.isfinite(stats["loss"]).all() and stats["priorities"].shape == (1, 8)
-    assert (stats["priorities"] > 0).all()
+    assert torch.isfinite(stats.loss).all() and stats.priorities.shape == (1, 8)
+    assert (stats.priorities > 0).all()
     actions = agent.act(np.zeros((1, 5, 4, 84, 84), np.uint8), [0.0])
     assert actions.shape == (1, 5) and ((actions >= 0) & (actions < 3)).all()
 
@@ -219,10 +230,11 @@ def test_with_noisy_nets_double_dqn_chooses_the_bootstrap_action_with_noise_of_i
     agent = make_agent((0,), network={"noisy": True, "noisy_sigma0": 50.0}, double_dqn=True)
     noise = agent.draw_update_noise(16)
     assert noise.selector is not None and not torch.equal(noise.selector, noise.online)
-    batch = random_batch(1, 16, 3, torch.Generator().manual_seed(0))
+    batch = UpdateBatch(*(t[0] for t in random_batch(1, 16, 3, torch.Generator().manual_seed(0))[:5]))
+    noise = noise._replace(**{name: t[0] for name, t in noise._asdict().items() if t is not None})
     losses = [
-        per_sample_loss(agent.online, agent.target, agent.head, batch, noise._replace(selector=selector), True)
-        for selector in (noise.selector, agent.draw_update_noise(16).selector)
+        per_sample_loss(agent.online[0], agent.target[0], agent.head, batch, noise._replace(selector=selector), True)
+        for selector in (noise.selector, agent.draw_update_noise(16).selector[0])
     ]
     assert not torch.equal(losses[0].per_sample, losses[1].per_sample)  # a' read the selector's noise
     plain = make_agent((0,), network={"noisy": True}).draw_update_noise(16)
@@ -260,7 +272,7 @@ def test_under_bf16_q_values_stay_fp32_so_near_ties_are_still_told_apart(head, n
     assert (top2[..., 0] > top2[..., 1]).all()  # no exact ties
     assert (fp32.argmax(dim=2) == bf16.argmax(dim=2)).float().mean() > 0.9
     stats = agents[1].update(random_batch(1, 8, 3, torch.Generator().manual_seed(0)))
-    assert torch.isfinite(stats["loss"]).all()
+    assert torch.isfinite(stats.loss).all()
 
 
 @pytest.mark.parametrize("device", [CUDA])
@@ -280,16 +292,17 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
     head = (lambda: Categorical(51, -10.0, 10.0)) if settings.pop("c51", False) else (lambda: None)
     torch.backends.cudnn.allow_tf32, tf32 = False, torch.backends.cudnn.allow_tf32
     try:
-        cpu = Agent.for_seeds(6, [0], head(), lr=1e-4, target_update_period_updates=2, **settings)
-        gpu = Agent.for_seeds(6, [0], head(), lr=1e-4, target_update_period_updates=2, device=device, **settings)
+        cpu = make_agent((0,), head(), 6, lr=1e-4, target_update_period_updates=2, **settings)
+        gpu = make_agent((0,), head(), 6, lr=1e-4, target_update_period_updates=2, device=device, **settings)
         gpu.load_member_state_dicts([cpu.member_state_dict(0)])
         generator = torch.Generator().manual_seed(1)
         for _ in range(4):  # crosses two target syncs
             batch = random_batch(1, 32, 6, generator, weights=True)
             on_cpu = cpu.update(batch)
-            on_gpu = gpu.update(Batch(*(t.to(device) for t in batch)))
+            on_gpu = gpu.update(UpdateBatch(*(t.to(device) for t in batch)))
             for key in ("loss", "q_mean", "priorities"):
-                torch.testing.assert_close(on_gpu[key].cpu(), on_cpu[key], rtol=1e-4, atol=1e-5, msg=key)
+                expected = getattr(on_cpu, key)
+                torch.testing.assert_close(getattr(on_gpu, key).cpu(), expected, rtol=1e-4, atol=1e-5, msg=key)
         obs = batch.obs.numpy()
         torch.testing.assert_close(gpu.q_values(obs).cpu(), cpu.q_values(obs), rtol=1e-4, atol=1e-5)
     finally:
@@ -298,6 +311,7 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
 
 @pytest.mark.parametrize("device", [CUDA])
 @pytest.mark.parametrize("members", [1, 3])
+@pytest.mark.parametrize("vectorized", MAPPINGS)
 @pytest.mark.parametrize(
     "settings",
     [
@@ -314,7 +328,7 @@ def test_updates_on_a_gpu_give_the_cpu_numbers(device, settings):
     ],
     ids=["nature", "rainbow"],
 )
-def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(device, members, settings):
+def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(device, members, vectorized, settings):
     """10 updates on fresh batches, through the warm-up, the capture and two target syncs, the
     same seeds (so the same noise, drawn outside the graph): the same losses, priorities and
     weights as the eager agent, for one member and for a population. With deterministic
@@ -328,13 +342,14 @@ def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(
     try:
         seeds = list(range(members))
         agents = {
-            name: Agent.for_seeds(
-                6,
+            name: make_agent(
                 seeds,
                 Categorical(51, -10.0, 10.0) if c51 else None,
+                6,
                 target_update_period_updates=4,
                 device=device,
                 cuda_graph=name == "graph",
+                vectorized=vectorized,
                 **settings,
             )
             for name in ("eager", "graph")
@@ -347,10 +362,10 @@ def test_an_update_replayed_as_a_cuda_graph_computes_what_the_eager_update_does(
 
         generator = torch.Generator().manual_seed(1)
         for update in range(10):
-            batch = Batch(*(t.to(device) for t in random_batch(members, 32, 6, generator, weights=True)))
+            batch = UpdateBatch(*(t.to(device) for t in random_batch(members, 32, 6, generator, weights=True)))
             stats = {name: agent.update(batch) for name, agent in agents.items()}
             for key in ("loss", "q_mean", "priorities"):
-                same(stats["graph"][key], stats["eager"][key], msg=f"update {update}: {key}")
+                same(getattr(stats["graph"], key), getattr(stats["eager"], key), msg=f"update {update}: {key}")
         assert agents["graph"]._graph is not None, "the updates after the warm-up must replay the captured graph"
         eager, graph = agents["eager"], agents["graph"]
         for (key, a), b in zip(eager.online.state_dict().items(), graph.online.state_dict().values(), strict=True):
@@ -368,3 +383,42 @@ def test_on_a_cpu_cuda_graph_is_ignored():
     agent = make_agent(cuda_graph=True)
     agent.update(zeros_batch())
     assert not agent.cuda_graph and agent._graph is None
+
+
+class NormedNatureTorso(nn.Sequential):
+    """The Nature torso with a LayerNorm over its features: a layer that mixes a sample's
+    channels, which a member dimension folded into the channels would mix across members."""
+
+    def __init__(self, frame_stack: int, frame_size: int):
+        nature = NatureTorso(frame_stack, frame_size)
+        features = nature(torch.zeros(1, frame_stack, frame_size, frame_size)).shape[1]
+        super().__init__(nature, nn.LayerNorm(features))
+
+
+@pytest.mark.parametrize("vectorized", MAPPINGS)
+def test_a_new_torso_is_one_class_and_a_population_of_two_still_equals_two_networks(monkeypatch, vectorized):
+    monkeypatch.setitem(TORSOS, "nature_layer_norm", NormedNatureTorso)
+
+    def agent(seeds, **settings):
+        network = functools.partial(QNetwork, 3, ScalarTD(), torso="nature_layer_norm")
+        seeds = [np.random.SeedSequence(s) for s in seeds]
+        return Agent(network, seeds, optimizer=OptimizerConfig(name="adam", lr=1e-3), **settings)
+
+    population = agent((0, 1), vectorized=vectorized)
+    alone = [agent((0,)), agent((1,))]
+    assert isinstance(population.online[0].features[1], nn.LayerNorm)
+    generator = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        batch = random_batch(2, 8, 3, generator)
+        population.update(batch)
+        for k, single in enumerate(alone):
+            single.update(member(batch, k))
+    # the updates moved each member's LayerNorm gain away from its initial ones, its own way
+    gains = [network.features[1].weight for network in population.online]
+    assert not torch.equal(gains[0], gains[1]) and not torch.equal(gains[0], torch.ones_like(gains[0]))
+    obs = torch.randint(0, 256, (2, 16, 4, 84, 84), dtype=torch.uint8, generator=generator)
+    together = population.q_values(obs)
+    for k, single in enumerate(alone):
+        for name, value in single.member_state_dict(0)["online"].items():
+            torch.testing.assert_close(population.member_state_dict(k)["online"][name], value, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(together[k : k + 1], single.q_values(obs[k : k + 1]), rtol=1e-4, atol=1e-5)

@@ -390,3 +390,64 @@ def test_population_mistakes_are_refused_in_one_line(tmp_path, case, message):
     assert len(lines) == 1 and message in lines[0], result.stderr
     if case in ("twice", "single-run-there"):
         assert not (where / "group.json").exists() and not (where / "s1").exists()  # nothing written
+
+
+# The names and shapes of every tensor, agent entry and state.json key in real checkpoints of
+# the two older layouts, written by their versions on this run's network (36x36 frames, a
+# dueling noisy head of 16 units): the member layout (a member dimension of 1 on every tensor)
+# and the one before populations (noise buffers; no noise generator, acting noise or interval).
+OLD_LAYOUTS = json.loads((ROOT / "tests" / "data" / "old-checkpoint-layouts.json").read_text())
+OLD_LAYOUT_RUN = ["env.frame_size=36", "network.hidden_size=16", "network.dueling=true", "network.noisy=true"]
+
+
+def written_in_old_layout(checkpoint: Path, layout: dict) -> None:
+    """Rewrite today's checkpoint as the older version wrote it, its checksums with it."""
+    import torch
+
+    from dqn_atari.replay import crc_of_file
+
+    model = torch.load(checkpoint / "model.pt", weights_only=True)
+    agent = model["agent"]
+    for net in ("online", "target"):
+        shapes = layout[net]
+        agent[net] = {
+            name: agent[net][name].reshape(shape) if name in agent[net] else torch.zeros(shape)
+            for name, shape in shapes.items()
+        }
+    for index, per_parameter in agent["optimizer"]["state"].items():
+        shapes = layout["optimizer_state"][str(index)]
+        for name, value in per_parameter.items():
+            if isinstance(shapes[name], list):
+                per_parameter[name] = value.reshape(shapes[name])
+    if "acting_noise" in agent:
+        agent["acting_noise"] = agent["acting_noise"].reshape(1, -1)
+    model["agent"] = {key: value for key, value in agent.items() if key in layout["agent"]}
+    torch.save(model, checkpoint / "model.pt")
+    state = json.loads((checkpoint / "state.json").read_text())
+    state = {key: value for key, value in state.items() if key in layout["state_json"]}
+    state["files"]["model.pt"] = crc_of_file(checkpoint / "model.pt")
+    (checkpoint / "state.json").write_text(json.dumps(state))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("layout", sorted(OLD_LAYOUTS))
+def test_a_checkpoint_of_every_older_layout_resumes(tmp_path, layout):
+    """The member layout resumes into the same run bit for bit; a checkpoint from before
+    populations resumes too (its noise generator, which it did not save, starts from the seed)."""
+    straight = tmp_path / "straight"
+    assert train(straight, *OLD_LAYOUT_RUN, "train.total_frames=2000").returncode == 0
+    old = tmp_path / "old"
+    assert train(old, *OLD_LAYOUT_RUN, "train.total_frames=1000").returncode == 0
+    written_in_old_layout(checkpoints(old)[-1], OLD_LAYOUTS[layout])
+
+    result = resume(old, "train.total_frames=2000")
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stdout and "at frame 1,000" in result.stdout
+    if layout == "member-layout":
+        assert_same_final_state(straight, old)
+    else:
+        import torch
+
+        final = torch.load(checkpoints(old)[-1] / "model.pt", weights_only=True)["agent"]
+        assert final["online"]["features.0.weight"].shape == (32, 4, 8, 8)  # today's layout
+        assert {"noise_generator", "acting_noise"} <= final.keys()

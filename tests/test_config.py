@@ -79,7 +79,7 @@ def test_target_period_in_agent_steps_becomes_updates_in_the_agent():
     nature = load_config(CONFIGS / "nature.yaml", ["replay.capacity=1000"])
     agent = agent_from_config(nature, 6, "cpu", [np.random.SeedSequence(0)])
     assert agent.target_update_period_updates == 2_500  # 10,000 agent steps / one update per 4
-    assert type(agent.optimizer).__name__ == "DeepMindRMSprop"
+    assert [type(o).__name__ for o in agent.optimizers] == ["DeepMindRMSprop"]
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -29,6 +29,7 @@ def make_run(root, name, game, seed, final, overrides=()):
             value = final * frames / 1_000_000 + (seed - 1) * 0.1
             w.writerow([frames, frames // 4, 1000.0 + 360 * i, "eval/return_mean", value])
             w.writerow([frames, frames // 4, 1000.0 + 360 * i, "train/episode_return", value - 1])
+            w.writerow([frames, frames // 4, 1000.0 + 360 * i, "train/epsilon", 0.5 if frames < 750_000 else 0.02])
         w.writerow([1_000_000, 250_000, 3000.0, "eval/return_mean", final])
     return run
 
@@ -132,9 +133,8 @@ def test_summarize_prefers_the_final_full_evaluation_never_a_recording_and_names
     assert row["source"][0] == "eval-000001000000-nature-eps0.05/report.json: 30 games, epsilon 0.05, 1,000,000 frames"
     # CleanRL's metric beside it: the last 10 training games and the epsilon they were played at.
     assert row["training_return_mean"] == pytest.approx(PONG_HN(0.0) * 0.5 - 1 - 0.1)  # 5 games: frames 0..1M
-    assert row["training_return_source"][0].startswith(
-        "metrics.csv: last 5 training games to 1,000,000 frames, epsilon"
-    )
+    # the epsilon the run logged (0.02), not one recomputed from the config's schedule (0.775 here)
+    assert row["training_return_source"][0] == "metrics.csv: last 5 training games to 1,000,000 frames, epsilon 0.02"
     text = run_cli("summarize", str(run)).stdout
     assert "eval-000001000000-nature-eps0.05/report.json: 30 games" in text and "n/a (< 5 seeds)" in text
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dqn_atari.config import typed
 from dqn_atari.value_heads import (
     Categorical,
     ImplicitQuantile,
@@ -127,9 +128,14 @@ def test_quantile_loss_gradient_moves_each_quantile_toward_its_fraction():
 
 
 def test_heads_come_from_the_config_and_old_configs_read_as_before():
-    assert isinstance(value_head_from_config({"value_head": "scalar", "loss": "mse"}), ScalarTD)
-    assert isinstance(value_head_from_config({"distributional": True}), Categorical)  # written before value_head
-    qr = value_head_from_config({"value_head": "qr_dqn", "quantiles": 200, "huber_kappa": 1.0})
-    assert qr.outputs_per_action == 200
-    iqn = value_head_from_config({"value_head": "iqn", "iqn_tau_samples": 64, "iqn_policy_samples": 32})
-    assert (iqn.online_samples, iqn.target_samples, iqn.policy_samples) == (64, 64, 32)
+    def head(**agent):
+        return value_head_from_config(typed({"agent": agent}).agent)
+
+    scalar = head(value_head="scalar", loss="mse")
+    assert isinstance(scalar, ScalarTD) and scalar.loss_name == "mse"
+    c51 = head(distributional=True, atoms=21)  # written before value_head
+    assert isinstance(c51, Categorical) and c51.outputs_per_action == 21
+    qr = head(value_head="qr_dqn", quantiles=200, huber_kappa=2.0)
+    assert qr.outputs_per_action == 200 and qr.kappa == 2.0
+    iqn = head(value_head="iqn", iqn_tau_samples=64, iqn_tau_prime_samples=16, iqn_policy_samples=32)
+    assert (iqn.online_samples, iqn.target_samples, iqn.policy_samples) == (64, 16, 32)
