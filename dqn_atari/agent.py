@@ -27,7 +27,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.utils._pytree import tree_map
 
-from dqn_atari.config import Config, NetworkConfig, OptimizerConfig
+from dqn_atari.config import AgentConfig, Config, EnvConfig, NetworkConfig, OptimizerConfig, TrainConfig
 from dqn_atari.networks import QNetwork, channels_last, initialize, network_from_config, plain_state, scaled_noise
 from dqn_atari.optimizers import make_optimizer
 from dqn_atari.value_heads import ScalarTD, ValueHead, value_head_from_config
@@ -121,14 +121,14 @@ class Agent:
         member_seeds: list[np.random.SeedSequence],
         *,
         optimizer: OptimizerConfig | None = None,
-        noise_per: str = "step",
-        double_dqn: bool = False,
-        target_update_period_updates: int = 2_500,
-        tau: float = 1.0,
+        noise_per: str = NetworkConfig.noise_per,
+        double_dqn: bool = AgentConfig.double_dqn,
+        target_update_period_updates: int = AgentConfig.target_update_period_steps // TrainConfig.train_frequency_steps,
+        tau: float = AgentConfig.tau,
         channels_last_input: bool = False,
         device: str | torch.device = "cpu",
-        cuda_graph: bool = False,
-        precision: str = "fp32",
+        cuda_graph: bool = TrainConfig.cuda_graph,
+        precision: str = TrainConfig.precision,
         vectorized: bool | None = None,
     ):
         """`network` builds one member's network (its weights are then drawn from the member's
@@ -194,8 +194,8 @@ class Agent:
         value_head: ValueHead | None = None,
         *,
         network: NetworkConfig | None = None,
-        frame_stack: int = 4,
-        frame_size: int = 84,
+        frame_stack: int = EnvConfig.frame_stack,
+        frame_size: int = EnvConfig.frame_size,
         **settings: Any,
     ) -> Agent:
         """An agent with one member per seed (tests, benchmarks): Nature networks of `network`'s

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dqn_atari.config import Config
+from dqn_atari.config import Config, EnvConfig, NetworkConfig
 from dqn_atari.value_heads import ValueHead
 
 
@@ -55,7 +55,7 @@ class NoisyLinear(nn.Module):
     its own noise); None computes the mean layer (the noise off). mu starts in
     U(-1/sqrt(p), 1/sqrt(p)), sigma at sigma0/sqrt(p) for p inputs."""
 
-    def __init__(self, in_features: int, out_features: int, sigma0: float = 0.5):
+    def __init__(self, in_features: int, out_features: int, sigma0: float = NetworkConfig.noisy_sigma0):
         super().__init__()
         self.in_features, self.out_features, self.sigma0 = in_features, out_features, sigma0
         self.weight_mu = nn.Parameter(torch.empty(out_features, in_features))
@@ -175,14 +175,14 @@ class QNetwork(nn.Module):
         num_actions: int,
         value_head: ValueHead,
         *,
-        torso: str = "nature",
-        frame_stack: int = 4,
-        frame_size: int = 84,
-        hidden_size: int = 512,
-        dueling: bool = False,
-        noisy: bool = False,
-        noisy_sigma0: float = 0.5,
-        iqn_cosines: int = 64,
+        torso: str = NetworkConfig.torso,
+        frame_stack: int = EnvConfig.frame_stack,
+        frame_size: int = EnvConfig.frame_size,
+        hidden_size: int = NetworkConfig.hidden_size,
+        dueling: bool = NetworkConfig.dueling,
+        noisy: bool = NetworkConfig.noisy,
+        noisy_sigma0: float = NetworkConfig.noisy_sigma0,
+        iqn_cosines: int = NetworkConfig.iqn_cosines,
     ):
         super().__init__()
         self.num_actions, self.value_head = num_actions, value_head

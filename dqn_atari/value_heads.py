@@ -67,7 +67,7 @@ class ScalarTD(ValueHead):
 
     name = "scalar"
 
-    def __init__(self, loss: str = "huber"):
+    def __init__(self, loss: str = AgentConfig.loss):
         if loss not in ("huber", "mse"):
             raise ValueError(f"scalar TD loss must be huber or mse, got {loss!r}")
         self.loss_name = loss
@@ -92,7 +92,9 @@ class Categorical(ValueHead):
 
     name = "c51"
 
-    def __init__(self, atoms: int = 51, v_min: float = -10.0, v_max: float = 10.0):
+    def __init__(
+        self, atoms: int = AgentConfig.atoms, v_min: float = AgentConfig.v_min, v_max: float = AgentConfig.v_max
+    ):
         self.outputs_per_action = atoms
         self.support = torch.linspace(v_min, v_max, atoms)
 
@@ -154,7 +156,7 @@ class QuantileRegression(ValueHead):
 
     name = "qr_dqn"
 
-    def __init__(self, quantiles: int = 200, kappa: float = 1.0):
+    def __init__(self, quantiles: int = AgentConfig.quantiles, kappa: float = AgentConfig.huber_kappa):
         self.outputs_per_action = quantiles
         self.kappa = kappa
         self.fractions = (torch.arange(quantiles, dtype=torch.float32) + 0.5) / quantiles
@@ -175,7 +177,11 @@ class ImplicitQuantile(ValueHead):
     samples_taus = True
 
     def __init__(
-        self, online_samples: int = 64, target_samples: int = 64, policy_samples: int = 32, kappa: float = 1.0
+        self,
+        online_samples: int = AgentConfig.iqn_tau_samples,
+        target_samples: int = AgentConfig.iqn_tau_prime_samples,
+        policy_samples: int = AgentConfig.iqn_policy_samples,
+        kappa: float = AgentConfig.huber_kappa,
     ):
         self.online_samples, self.target_samples, self.policy_samples = online_samples, target_samples, policy_samples
         self.kappa = kappa
