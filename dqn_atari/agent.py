@@ -25,7 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
-from torch.utils._pytree import tree_map
 
 from dqn_atari.config import AgentConfig, Config, EnvConfig, NetworkConfig, OptimizerConfig, TrainConfig
 from dqn_atari.networks import QNetwork, channels_last, initialize, network_from_config, plain_state, scaled_noise
@@ -223,11 +222,8 @@ class Agent:
         dimension. One member after another, or vmap over their stacked parameters: the same
         function, the same numbers up to rounding."""
         if not self.vectorized:
-            outputs = [
-                fn(*(n[k] for n in networks), *tree_map(lambda t, k=k: None if t is None else t[k], inputs))
-                for k in range(self.members)
-            ]
-            return tree_map(lambda *per_member: torch.stack(per_member), *outputs)
+            outputs = [fn(*(n[k] for n in networks), *(_of_member(x, k) for x in inputs)) for k in range(self.members)]
+            return _stacked(outputs)
         assert self._form is not None
         form = self._form
 
@@ -237,7 +233,7 @@ class Agent:
 
         # The stacking is differentiable: gradients reach each member's own parameters.
         states = [_stacked_state(n) for n in networks]
-        in_dims = (0, *tree_map(lambda t: None if t is None else 0, inputs))
+        in_dims = (0, *(_member_dims(x) for x in inputs))
         return vmap(member, in_dims=in_dims, randomness="error")(states, *inputs)
 
     def _laid_out(self, obs: torch.Tensor) -> torch.Tensor:
@@ -456,6 +452,28 @@ class Agent:
         if self.acting_noise is not None:
             self.acting_noise = self.acting_noise[kept]
         self.members = len(kept)
+
+
+# The inputs and outputs `Agent._map` carries: a tensor with a leading member dimension, None, or
+# a named tuple (UpdateBatch, UpdateNoise, LossTerms) of those.
+def _of_member(x: Any, k: int) -> Any:
+    if isinstance(x, tuple):
+        return type(x)(*(_of_member(field, k) for field in x))
+    return None if x is None else x[k]
+
+
+def _member_dims(x: Any) -> Any:
+    """vmap's in_dims for `x`: 0 for each tensor, None where there is none."""
+    if isinstance(x, tuple):
+        return type(x)(*(_member_dims(field) for field in x))
+    return None if x is None else 0
+
+
+def _stacked(per_member: list) -> Any:
+    first = per_member[0]
+    if isinstance(first, tuple):
+        return type(first)(*(_stacked([m[i] for m in per_member]) for i in range(len(first))))
+    return torch.stack(per_member)
 
 
 def _stacked_state(networks: nn.ModuleList) -> dict[str, torch.Tensor]:
