@@ -160,11 +160,11 @@ class Agent:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(int(noise.generate_state(1, np.uint64)[0]))
             self.generators.append(generator)
-        self.online = nn.ModuleList(online)
-        self.target = copy.deepcopy(self.online).requires_grad_(False)
         first = online[0]
         self.num_actions, self.noisy, self.noise_size = first.num_actions, first.noisy, first.noise_size
-        self.head = first.value_head.to(self.device)
+        self.head = first.value_head.to(self.device)  # every member's, with its constants on the device
+        self.online = nn.ModuleList(online)
+        self.target = copy.deepcopy(self.online).requires_grad_(False)
         # The form vmap applies members' parameters to: a member's network without storage.
         self._form = copy.deepcopy(first).to("meta") if self.vectorized else None
         # The noise acting uses: redrawn at every acting step (noise_per="step") or the last

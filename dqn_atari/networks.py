@@ -232,7 +232,7 @@ def initialize(network: nn.Module, generator: torch.Generator) -> None:
     else the process draws. `generator` lives on the CPU."""
     with torch.no_grad():
         for name, module in network.named_modules():
-            if not any(True for _ in module.parameters(recurse=False)):
+            if next(module.parameters(recurse=False), None) is None:
                 continue
             reset = getattr(module, "reset_parameters", None)
             if reset is None:
@@ -250,8 +250,8 @@ def channels_last(obs: torch.Tensor) -> torch.Tensor:
 
 
 def network_from_config(num_actions: int, value_head: ValueHead, cfg: Config) -> QNetwork:
-    """A run's network (uninitialised: see `initialize`), as its config's `network` and `env`
-    sections say."""
+    """A run's network as its config's `network` and `env` sections say; `initialize` then
+    draws a seed's first weights."""
     net = cfg.network
     return QNetwork(
         num_actions,
