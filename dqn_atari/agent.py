@@ -27,7 +27,15 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from dqn_atari.config import AgentConfig, Config, EnvConfig, NetworkConfig, OptimizerConfig, TrainConfig
-from dqn_atari.networks import QNetwork, channels_last, initialize, network_from_config, plain_state, scaled_noise
+from dqn_atari.networks import (
+    QNetwork,
+    channels_last,
+    initialize,
+    network_from_config,
+    plain_state,
+    scaled_noise,
+    without_member_dimension,
+)
 from dqn_atari.optimizers import make_optimizer
 from dqn_atari.value_heads import ScalarTD, ValueHead, value_head_from_config
 
@@ -488,7 +496,7 @@ def _plain_optimizer_state(state: dict, network: nn.Module) -> dict:
     shapes = [p.shape for p in network.parameters()]
     per_parameter = {
         index: {
-            name: value[0] if isinstance(value, torch.Tensor) and value.shape == (1, *shapes[int(index)]) else value
+            name: without_member_dimension(value, shapes[int(index)]) if isinstance(value, torch.Tensor) else value
             for name, value in values.items()
         }
         for index, values in state["state"].items()

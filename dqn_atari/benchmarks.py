@@ -6,6 +6,7 @@ Ratios are what to compare across machines; absolute numbers depend on the machi
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
@@ -301,36 +302,40 @@ def _matmul_gflops(on: torch.device, dtype: torch.dtype, seconds: float, n: int 
     return 2 * n**3 * _timed(product, seconds) / 1e9
 
 
+def plain_pytorch_update(batch, on: torch.device):
+    """A minimal plain-PyTorch DQN update (Nature network, NCHW, Adam 1e-4, MSE) on member 0
+    of `batch`: the reference our update is timed against. Returns the update as a function."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    obs, actions, rewards, discounts, next_obs = (t[0] for t in batch[:5])
+    layers = [nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.Conv2d(64, 64, 3, 1)]
+    layers += [nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 6)]
+    torch.manual_seed(0)
+    online = nn.Sequential(*layers).to(on)
+    target = copy.deepcopy(online)
+    optimiser = torch.optim.Adam(online.parameters(), lr=1e-4)
+
+    def update():
+        with torch.no_grad():
+            y = rewards + discounts * target(next_obs.float() / 255).max(1).values
+        q = online(obs.float() / 255).gather(1, actions[:, None]).squeeze(1)
+        loss = F.mse_loss(q, y)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    return update
+
+
 def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     """Our update against a minimal plain-PyTorch DQN update of the same network and batch; the
     update with contiguous (NCHW) and channels-last (NHWC) activations and under bfloat16
     autocast, beside the machine's own fp32 (and bf16) matrix-product rate; Rainbow's, QR-DQN's
     and IQN's updates beside DQN's."""
-    import torch.nn.functional as F
-    from torch import nn
-
     on = _device(device)
     batch = _batch(on)
-    obs, actions, rewards, discounts, next_obs = (t[0] for t in batch[:5])
-
-    def plain_network():
-        layers = [nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.Conv2d(64, 64, 3, 1)]
-        layers += [nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 6)]
-        return nn.Sequential(*layers).to(on)
-
-    torch.manual_seed(0)
-    online, target = plain_network(), plain_network()
-    target.load_state_dict(online.state_dict())
-    opt = torch.optim.Adam(online.parameters(), lr=1e-4)
-
-    def raw_update():
-        with torch.no_grad():
-            y = rewards + discounts * target(next_obs.float() / 255).max(1).values
-        q = online(obs.float() / 255).gather(1, actions[:, None]).squeeze(1)
-        loss = F.mse_loss(q, y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    raw_update = plain_pytorch_update(batch, on)
 
     def sync(fn):
         def run():

@@ -268,16 +268,17 @@ def network_from_config(num_actions: int, value_head: ValueHead, cfg: Config) ->
 
 
 def plain_state(state: dict[str, torch.Tensor], network: nn.Module) -> dict[str, torch.Tensor]:
-    """Weights saved by any version, as `network` holds them: the member layout (every tensor
-    with a leading member dimension of 1) loses that dimension, and the noise buffers of the
-    oldest noisy layers (`noise_in`, `noise_out`, redrawn before use) are dropped."""
+    """Weights saved by any version, as `network` holds them: the member layout's tensors lose
+    their member dimension (`without_member_dimension`), and the noise buffers of the oldest
+    noisy layers (`noise_in`, `noise_out`, redrawn before use) are dropped."""
     expected = network.state_dict()
     return {
-        name: _without_member_dimension(tensor, expected[name]) for name, tensor in state.items() if name in expected
+        name: without_member_dimension(tensor, expected[name].shape)
+        for name, tensor in state.items()
+        if name in expected
     }
 
 
-def _without_member_dimension(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    if tensor.dim() == like.dim() + 1 and tensor.shape[0] == 1:
-        return tensor[0]
-    return tensor
+def without_member_dimension(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """A tensor the member layout saved as (1, *shape), as `shape`; any other tensor as it is."""
+    return tensor[0] if tensor.shape == (1, *shape) else tensor

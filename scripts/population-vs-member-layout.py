@@ -15,7 +15,6 @@ temporary package, `member_layout`, so both run in this process on the same mach
 usage: python scripts/population-vs-member-layout.py [SECONDS] [K ...]   (default 20, K = 1 3)
 """
 
-import copy
 import re
 import subprocess
 import sys
@@ -58,29 +57,13 @@ def rounds(functions: dict, seconds: float, block: int) -> dict:
 
 
 def updates(seconds: float) -> None:
-    import torch.nn.functional as F
     from member_layout import benchmarks as old
-    from torch import nn
 
     from dqn_atari import benchmarks as new
 
     cpu = torch.device("cpu")
     batch = new._batch(cpu)
-    obs, actions, rewards, discounts, next_obs = (t[0] for t in batch[:5])
-    layers = [nn.Conv2d(4, 32, 8, 4), nn.ReLU(), nn.Conv2d(32, 64, 4, 2), nn.ReLU(), nn.Conv2d(64, 64, 3, 1)]
-    online = nn.Sequential(*layers, nn.ReLU(), nn.Flatten(), nn.Linear(3136, 512), nn.ReLU(), nn.Linear(512, 6))
-    target = copy.deepcopy(online)
-    optimiser = torch.optim.Adam(online.parameters(), lr=1e-4)
-
-    def plain_update():
-        with torch.no_grad():
-            y = rewards + discounts * target(next_obs.float() / 255).max(1).values
-        q = online(obs.float() / 255).gather(1, actions[:, None]).squeeze(1)
-        loss = F.mse_loss(q, y)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-
+    plain_update = new.plain_pytorch_update(batch, cpu)
     today, member_layout = new._agent("dqn", cpu), old._agent("dqn", cpu, network={"channels_last": True})
     old_batch = old._batch(cpu)
     ms = rounds(
