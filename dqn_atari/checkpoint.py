@@ -95,6 +95,8 @@ def _fsync_dir(path: Path) -> None:
 CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)")
 # Keys every checkpoint's state.json holds; one without them is refused like a corrupt file.
 STATE_KEYS = ("frames", "steps", "games", "config", "files", "python_rng", "numpy_rng", "agent_rng")
+# A model-only save (a run's snapshot, an export) holds the weights to play with and no more.
+MODEL_ONLY_KEYS = ("frames", "config", "files")
 
 
 class CheckpointWriteError(RuntimeError):
@@ -225,6 +227,48 @@ class Checkpointer:
         warn(f"dqn-atari: warning: moved the {'damaged ' if prefix == 'damaged' else ''}{path.name} aside to {aside}")
 
 
+def export_model(source: Path, out: Path, weights_dtype: torch.dtype = torch.float16) -> dict:
+    """A model-only copy of a checkpoint or snapshot at `out`: the online network's weights (in
+    float16 by default: half the bytes, small enough to commit beside a run's results; the
+    network computes in float32 when it plays) and a noisy network's acting noise, with a
+    state.json naming its source. `evaluate` and `record` read it like a snapshot. It is written
+    beside `out` and renamed into place, so `out` is whole or untouched; it replaces only an
+    earlier export. Returns the new state.json."""
+    state = read_state(source)
+    verify_files(source, state, ("model.pt",))
+    agent = load_model(source)["agent"]
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        try:
+            earlier = json.loads((out / "state.json").read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or "exported_from" not in earlier:
+            raise CheckpointError(f"{out} exists and is not an exported model: give a new or empty directory")
+    weights = {
+        name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in agent["online"].items()
+    }
+    kept = {"online": weights, **({"acting_noise": agent["acting_noise"]} if "acting_noise" in agent else {})}
+    exported = {key: state[key] for key in ("frames", "steps", "num_actions", "evaluation", "config") if key in state}
+    exported["weights_dtype"] = str(weights_dtype).removeprefix("torch.")
+    exported["exported_from"] = {"path": str(source.resolve()), "model_pt_crc32": state["files"]["model.pt"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": kept}, f))}
+    exported["files"] = files
+    write_synced(tmp / "state.json", lambda f: f.write(json.dumps(exported, indent=1).encode()))
+    _fsync_dir(tmp)
+    if out.exists():
+        os.rename(out, old)
+    os.rename(tmp, out)
+    _fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return exported
+
+
 @dataclass
 class Loaded:
     """One seed's checkpoint as a resume found it; `model` is None for a seed that had reached
@@ -351,7 +395,8 @@ def read_state(path: Path) -> dict:
         raise CheckpointError(f"checkpoint {path}/state.json is corrupt") from None
     except OSError as err:
         raise CheckpointError(f"checkpoint {path}/state.json cannot be read ({err.strerror})") from None
-    needed = ("frames", "config", "files") if path.parent.name == "snapshots" else STATE_KEYS
+    model_only = path.parent.name == "snapshots" or (isinstance(state, dict) and "exported_from" in state)
+    needed = MODEL_ONLY_KEYS if model_only else STATE_KEYS
     missing = [k for k in needed if not isinstance(state, dict) or k not in state]
     if missing or not isinstance(state["files"], dict) or not isinstance(state["config"], dict):
         raise CheckpointError(f"checkpoint {path}/state.json lacks {', '.join(missing) or 'valid files/config'}")

@@ -236,6 +236,22 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("--sweep-dir", help="where to write the sweep (default sweeps/<config>-<time>/)")
     sm.add_argument("--dry-run", action="store_true", help="print the script and tasks; write and submit nothing")
 
+    ex = command(
+        "export",
+        help="a model-only copy of a checkpoint, small enough to commit (float16 weights); evaluate and record read it",
+        description="Copy a checkpoint's or snapshot's online network (and a noisy network's acting noise) to "
+        "OUT_DIR with a state.json naming its source: no replay, no optimiser. The weights are stored in "
+        "float16 (the network still computes in float32), half the size of a snapshot. OUT_DIR is written "
+        "whole or not at all, and only an earlier export is ever replaced.",
+    )
+    ex.add_argument(
+        "target",
+        metavar="RUN_DIR|CHECKPOINT",
+        help="a run directory (its newest checkpoint), a checkpoint or a snapshot",
+    )
+    ex.add_argument("out", metavar="OUT_DIR", help="where the model goes, e.g. results/pong/model")
+    ex.add_argument("--float32", action="store_true", help="keep the weights in float32 (twice the size)")
+
     st = command("status", help="one line per task of a sweep: SLURM state, frames, last returns, restarts")
     st.add_argument("sweep_dir", metavar="SWEEP_DIR")
 
@@ -252,10 +268,10 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "--reference",
         action="append",
-        choices=["dopamine-dqn", "dopamine-dqn-adam-mse", "dopamine-rainbow"],
+        choices=["dopamine-dqn", "dopamine-dqn-adam-mse", "dopamine-rainbow", "cleanrl-dqn"],
         default=[],
-        help="overlay a published learning curve (Dopamine's baselines data, training return, sticky actions); "
-        "repeatable",
+        help="overlay a published learning curve (training return): Dopamine's baselines data (sticky actions) "
+        "or CleanRL's dqn_atari.py (its figure's mean line); repeatable",
     )
 
     su = command(
@@ -738,6 +754,26 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    import torch
+
+    from dqn_atari.checkpoint import CheckpointError, export_model
+    from dqn_atari.evaluation import EvaluationError, find_checkpoint
+
+    try:
+        source = find_checkpoint(args.target)
+        out = Path(args.out)
+        state = export_model(source, out, torch.float32 if args.float32 else torch.float16)
+    except (EvaluationError, CheckpointError) as err:
+        raise UserError(str(err)) from None
+    except OSError as err:
+        raise UserError(f"cannot write {args.out}: {err.strerror or err}") from None
+    size_mb = (out / "model.pt").stat().st_size / 1e6
+    print(f"wrote {out}: {size_mb:.1f} MB, {state['weights_dtype']} weights of {source} ({state['frames']:,} frames)")
+    print(f"watch it: dqn-atari evaluate {out} --episodes 1 --video")
+    return 0
+
+
 def _cmd_submit(args) -> int:
     from dqn_atari.slurm import SlurmError, submit
 
@@ -861,6 +897,7 @@ _COMMANDS = {
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "record": _cmd_evaluate,
+    "export": _cmd_export,
     "submit": _cmd_submit,
     "status": _cmd_status,
     "plot": _cmd_plot,

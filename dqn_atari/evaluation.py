@@ -452,10 +452,12 @@ def evaluate_checkpoint(
             f"checkpoint {checkpoint} is a {network.num_actions}-action network "
             f"({cfg['env']['game']}) but {game} has {num_actions} actions"
         )
-    run = checkpoint.parent.parent  # the run directory of a checkpoint or snapshot
-    frames_text = checkpoint.name.split("-")[1]
+    # Reports go beside what owns the model: the run directory of a checkpoint or snapshot, the
+    # directory holding an exported model.
+    run = checkpoint.parent if "exported_from" in state else checkpoint.parent.parent
+    frames_text = f"{state['frames']:012d}"
     default_name = f"eval-{frames_text}-{protocol}-eps{epsilon:g}" if kind == "evaluate" else f"record-{frames_text}"
-    out = Path(out) if out else checkpoint.parent.parent / default_name
+    out = Path(out) if out else run / default_name
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / ".write-test").touch()
@@ -521,7 +523,7 @@ def evaluate_checkpoint(
     partial = out / ".report.json.tmp"  # never a half-written report under the final name
     partial.write_text(json.dumps(report, indent=2) + "\n")
     partial.replace(out / "report.json")
-    return report
+    return dict(report, written_to=str(out))  # where the files went, for the user (not in the file)
 
 
 def _relative(path: Path, run: Path) -> str:
@@ -570,6 +572,9 @@ def format_report(report: dict) -> str:
         lines.append(
             f"  human-normalised mean  {hn['mean']:.3f}  (random {hn['random']}, human {hn['human']}; {hn['table']})"
         )
+    written_to = Path(report.get("written_to", "."))
     for v in report["videos"]:
-        lines.append(f"  video     {v}")
+        lines.append(f"  video     {written_to / Path(v).name}")
+    if "written_to" in report:
+        lines.append(f"  report    {written_to / 'report.json'}")
     return "\n".join(lines)

@@ -255,23 +255,44 @@ def _draw_mean_and_band(ax, curves, name: str) -> None:
     ax.fill_between(grid, bands[:, 0], bands[:, 1], color=line.get_color(), alpha=0.2, linewidth=0)
 
 
-# Published learning curves `plot --reference` overlays (dqn_atari/data/dopamine_baselines.csv).
+# Published learning curves `plot --reference` overlays: the data file under dqn_atari/data/ (each
+# file's header names its source), the agent's rows in it, and the legend's words for them.
 REFERENCES = {
-    "dopamine-dqn": ("dqn", "Dopamine DQN"),
-    "dopamine-dqn-adam-mse": ("dqn-adam-mse", "Dopamine DQN (Adam + MSE)"),
-    "dopamine-rainbow": ("rainbow", "Dopamine Rainbow"),
+    "dopamine-dqn": (
+        "dopamine_baselines.csv",
+        "dqn",
+        "Dopamine DQN: training return per 1M frames, mean of {runs} runs, sticky actions (Dopamine's baselines data)",
+    ),
+    "dopamine-dqn-adam-mse": (
+        "dopamine_baselines.csv",
+        "dqn-adam-mse",
+        "Dopamine DQN (Adam + MSE): training return per 1M frames, mean of {runs} runs, sticky actions "
+        "(Dopamine's baselines data)",
+    ),
+    "dopamine-rainbow": (
+        "dopamine_baselines.csv",
+        "rainbow",
+        "Dopamine Rainbow: training return per 1M frames, mean of {runs} runs, sticky actions "
+        "(Dopamine's baselines data)",
+    ),
+    "cleanrl-dqn": (
+        "cleanrl_dqn_atari.csv",
+        "dqn_atari",
+        "CleanRL dqn_atari.py: training return at its epsilon (1 to 0.01 over 4M frames), mean of {runs} seeds "
+        "(read off its published figure)",
+    ),
 }
 # Lines every panel of a game gets: the human tester's score of the normalisation table, and
 # what this project calls solved.
 SOLVED = {"Pong": 18.0}
 
 
-def dopamine_curve(game: str, reference: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(frames, mean training return, runs) of a Dopamine agent on a game, from its baselines data."""
+def published_curve(game: str, reference: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(frames, mean training return, runs) of a published agent on a game, from its data file."""
     from importlib import resources
 
-    agent = REFERENCES[reference][0]
-    text = resources.files("dqn_atari.data").joinpath("dopamine_baselines.csv").read_text()
+    data_file, agent, _ = REFERENCES[reference]
+    text = resources.files("dqn_atari.data").joinpath(data_file).read_text()
     rows = [r for r in csv.DictReader(line for line in text.splitlines() if not line.startswith("#"))]
     mine = [r for r in rows if r["game"] == game and r["agent"] == agent]
     frames = np.array([float(r["frames"]) for r in mine])
@@ -335,19 +356,12 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames", references: tupl
             default=0.0,
         )
         for reference, marker in zip(references, "Dsv^", strict=False):
-            frames, values, published_runs = dopamine_curve(game, reference)
+            frames, values, published_runs = published_curve(game, reference)
             keep = frames <= covered + 1e6
             frames, values = frames[keep], values[keep]
             if len(frames):
-                ax.plot(
-                    frames,
-                    values,
-                    linestyle="none",
-                    marker=marker,
-                    markersize=5,
-                    label=f"{REFERENCES[reference][1]}: training return per 1M frames, mean of {published_runs} runs, "
-                    f"sticky actions (Dopamine's baselines data)",
-                )
+                label = REFERENCES[reference][2].format(runs=published_runs)
+                ax.plot(frames, values, linestyle="none", marker=marker, markersize=5, label=label)
         _reference_lines(ax, game)
         what = "evaluation during training: points, mean of its games; bars, +/- 1 std over games"
         ax.set_title(f"{game}: {what}" if metric == "eval" else f"{game}: training games", fontsize=10, loc="left")

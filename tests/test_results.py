@@ -188,3 +188,31 @@ def test_plot_of_runs_without_evaluations_says_so_and_names_the_metric_that_has_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no run here has eval points to draw" in lines[0] and "--metric train" in lines[0]
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_published_curves_are_drawn_as_points_over_the_frames_the_runs_cover_with_their_source(runs, tmp_path):
+    """CleanRL's points (read off its figure) and Dopamine's, each up to one iteration past the
+    runs' last frame (1M here), labelled with what they measure."""
+    import matplotlib.pyplot as plt
+
+    from dqn_atari.results import draw_curves
+
+    fig, _ = draw_curves([runs / "pong-0"], "train", references=("cleanrl-dqn", "dopamine-dqn"))
+    (ax,) = fig.axes
+    published = {line.get_label(): line for line in ax.lines if line.get_linestyle() == "None"}
+    cleanrl = published[
+        "CleanRL dqn_atari.py: training return at its epsilon (1 to 0.01 over 4M frames), mean of 3 seeds "
+        "(read off its published figure)"
+    ]
+    dopamine = published[
+        "Dopamine DQN: training return per 1M frames, mean of 5 runs, sticky actions (Dopamine's baselines data)"
+    ]
+    assert list(cleanrl.get_xdata()) == [500_000, 1_000_000, 1_500_000, 2_000_000]
+    assert list(cleanrl.get_ydata()) == [-20.3, -20.2, -19.9, -19.2]  # dqn_atari/data/cleanrl_dqn_atari.csv
+    assert list(dopamine.get_xdata()) == [1_000_000, 2_000_000]
+    assert list(dopamine.get_ydata()) == [-20.3494, -19.1252]
+    plt.close(fig)
+    out = tmp_path / "curves.png"
+    result = run_cli("plot", str(runs / "pong-0"), "--metric", "train", "--reference", "cleanrl-dqn", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.stat().st_size > 0
