@@ -458,6 +458,19 @@ def training_return(run: Run, games: int = TRAINING_RETURN_GAMES) -> Score:
     )
 
 
+def final_frames(run: Run) -> int | None:
+    """The frames a finished run ended at: the first evaluation during training that reached its
+    `eval.stop_at_return` (training stops there), else the last frames logged once they reach
+    its budget; None for a run still training."""
+    target = run.config["eval"].get("stop_at_return")
+    if target is not None:
+        reached = [frames for frames, value in run.metrics.get(TAGS["eval"], []) if value >= target]
+        if reached:
+            return reached[0]
+    logged = max((frames for points in run.metrics.values() for frames, _ in points), default=0)
+    return logged if logged >= int(run.config["train"]["total_frames"]) else None
+
+
 def summarize(paths, reps: int = 10_000) -> dict:
     from rliable import library as rly
     from rliable import metrics as rlm
@@ -481,6 +494,7 @@ def summarize(paths, reps: int = 10_000) -> dict:
                 "human_normalized": None if hns[0] is None else float(np.mean([h for h in hns if h is not None])),
                 "per_seed": {int(r.seed): e.value for r, e in zip(g.runs, evaluations, strict=True)},
                 "frames_per_seed": {int(r.seed): e.frames for r, e in zip(g.runs, evaluations, strict=True)},
+                "final_frames_per_seed": {int(r.seed): final_frames(r) for r in g.runs},
                 "source": {int(r.seed): e.source for r, e in zip(g.runs, evaluations, strict=True)},
                 # CleanRL's metric: training games at the final epsilon
                 "training_return_mean": float(np.mean([t.value for t in trainings])),
@@ -531,15 +545,26 @@ def summary_markdown(summary: dict) -> str:
         per_seed = ", ".join(f"{v:.1f}" for v in r["per_seed"].values())
         train_per_seed = ", ".join(f"{v:.1f}" for v in r["training_return_per_seed"].values())
         mean = f"{r['mean']:.2f}"
-        frames = set(r.get("frames_per_seed", {}).values())
-        if len(frames) > 1:  # a mean over different frame counts is no one's score at any frame count
-            at = ", ".join(f"{f / 1e6:.2f}M" for f in r["frames_per_seed"].values())
+        frames_per_seed = r.get("frames_per_seed", {})
+        frames = set(frames_per_seed.values())
+        at = ", ".join(f"{f / 1e6:.2f}M" for f in frames_per_seed.values())
+        # Seeds at different frames are averaged only as what the recipe ends with: each seed's
+        # final model, at its budget or where it reached eval.stop_at_return. Otherwise a mean
+        # over different frame counts is no one's score at any frame count.
+        each_final = all(r.get("final_frames_per_seed", {}).get(s) == f for s, f in frames_per_seed.items())
+        averaged = len(frames) <= 1 or each_final
+        if not averaged:
             mean, ci, hn = f"n/a (seeds evaluated at {at} frames)", "n/a", "n/a"
-        train_mean = f"{r['training_return_mean']:.2f}" if len(frames) <= 1 else "n/a"
+        train_mean = f"{r['training_return_mean']:.2f}" if averaged else "n/a"
         lines.append(
             f"| {r['game']} | {r['config']} | {r['seeds']} | {mean} | {per_seed} | {ci} | {hn} "
             f"| {train_mean} | {train_per_seed} |"
         )
+        if len(frames) > 1 and averaged:
+            sources.append(
+                f"- {r['game']} {r['config']}: each seed's final model, which ends at its budget or at the "
+                f"evaluation during training that reached eval.stop_at_return: here at {at} frames"
+            )
         for seed in r["source"]:
             sources.append(
                 f"- {r['game']} {r['config']} seed {seed}: evaluation from {r['source'][seed]}; "

@@ -216,3 +216,27 @@ def test_published_curves_are_drawn_as_points_over_the_frames_the_runs_cover_wit
     result = run_cli("plot", str(runs / "pong-0"), "--metric", "train", "--reference", "cleanrl-dqn", "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert out.stat().st_size > 0
+
+
+def test_seeds_at_different_frames_are_averaged_only_as_each_seeds_final_model(tmp_path):
+    """A recipe with a stop rule ends each seed where its evaluation reached the target or at its
+    budget: those final models are averaged. A seed still training, evaluated at an earlier
+    frame count, leaves the mean n/a."""
+    rule = ["train.total_frames=1000000", "eval.stop_at_return=10"]
+    make_run(tmp_path, "budget", "Pong", 0, 9.0, rule)  # evaluations 0 .. 9: trains to its budget
+    stopped = make_run(tmp_path, "stopped", "Pong", 1, 16.0, rule)  # 12.1 at 750k frames: stops there
+    rows = [r for r in (stopped / "metrics.csv").read_text().splitlines() if not r.startswith("1000000,")]
+    (stopped / "metrics.csv").write_text("\n".join(rows) + "\n")
+    write_report(stopped / "eval-000000750000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 750_000, 19.0)
+    write_report(
+        tmp_path / "budget" / "eval-000001000000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 1_000_000, 8.0
+    )
+    text = run_cli("summarize", str(tmp_path)).stdout
+    assert "| Pong | pong-fast | 2 | 13.50 | 8.0, 19.0 |" in text, text
+    assert "each seed's final model, which ends at its budget or at the evaluation during training that " in text
+    assert "here at 1.00M, 0.75M frames" in text
+    # the same seed evaluated before its end: no mean
+    (stopped / "eval-000000750000-nature-eps0.05" / "report.json").unlink()
+    write_report(stopped / "eval-000000500000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 500_000, 3.0)
+    text = run_cli("summarize", str(tmp_path)).stdout
+    assert "| Pong | pong-fast | 2 | n/a (seeds evaluated at 1.00M, 0.50M frames) | 8.0, 3.0 |" in text, text
