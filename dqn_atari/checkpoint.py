@@ -84,7 +84,8 @@ def maybe_crash(stage: str) -> None:
         os._exit(137)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a file renamed in, a file removed) durable, as fsync does a file's bytes."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -146,12 +147,12 @@ class Checkpointer:
             maybe_crash("replay")
             state = dict(state, files=files)
             write_synced(tmp / "state.json", lambda f: f.write(json.dumps(state).encode()))
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             maybe_crash("before_rename")
             if final.exists():  # the same frame count saved twice (e.g. a signal right at the end)
                 shutil.rmtree(final)
             os.rename(tmp, final)
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
         except (OSError, RuntimeError) as err:  # torch.save wraps a failed write in a RuntimeError
             shutil.rmtree(tmp, ignore_errors=True)
             kept = self.list()
@@ -186,11 +187,11 @@ class Checkpointer:
         tmp.mkdir()
         files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))}
         write_synced(tmp / "state.json", lambda f: f.write(json.dumps(dict(state, files=files)).encode()))
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         return final
 
     def load(
@@ -225,48 +226,6 @@ class Checkpointer:
         shutil.rmtree(aside, ignore_errors=True)
         os.rename(path, aside)
         warn(f"dqn-atari: warning: moved the {'damaged ' if prefix == 'damaged' else ''}{path.name} aside to {aside}")
-
-
-def export_model(source: Path, out: Path, weights_dtype: torch.dtype = torch.float16) -> dict:
-    """A model-only copy of a checkpoint or snapshot at `out`: the online network's weights (in
-    float16 by default: half the bytes, small enough to commit beside a run's results; the
-    network computes in float32 when it plays) and a noisy network's acting noise, with a
-    state.json naming its source. `evaluate` and `record` read it like a snapshot. It is written
-    beside `out` and renamed into place, so `out` is whole or untouched; it replaces only an
-    earlier export. Returns the new state.json."""
-    state = read_state(source)
-    verify_files(source, state, ("model.pt",))
-    agent = load_model(source)["agent"]
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        try:
-            earlier = json.loads((out / "state.json").read_text())
-        except (OSError, ValueError):
-            earlier = None
-        if not isinstance(earlier, dict) or "exported_from" not in earlier:
-            raise CheckpointError(f"{out} exists and is not an exported model: give a new or empty directory")
-    weights = {
-        name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
-        for name, tensor in agent["online"].items()
-    }
-    kept = {"online": weights, **({"acting_noise": agent["acting_noise"]} if "acting_noise" in agent else {})}
-    exported = {key: state[key] for key in ("frames", "steps", "num_actions", "evaluation", "config") if key in state}
-    exported["weights_dtype"] = str(weights_dtype).removeprefix("torch.")
-    exported["exported_from"] = {"path": str(source.resolve()), "model_pt_crc32": state["files"]["model.pt"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    tmp.mkdir()
-    files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": kept}, f))}
-    exported["files"] = files
-    write_synced(tmp / "state.json", lambda f: f.write(json.dumps(exported, indent=1).encode()))
-    _fsync_dir(tmp)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(tmp, out)
-    _fsync_dir(out.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return exported
 
 
 @dataclass

@@ -757,14 +757,13 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     import torch
 
-    from dqn_atari.checkpoint import CheckpointError, export_model
-    from dqn_atari.evaluation import EvaluationError, find_checkpoint
+    from dqn_atari.evaluation import EvaluationError, export_model, find_checkpoint
 
     try:
         source = find_checkpoint(args.target)
         out = Path(args.out)
         state = export_model(source, out, torch.float32 if args.float32 else torch.float16)
-    except (EvaluationError, CheckpointError) as err:
+    except EvaluationError as err:
         raise UserError(str(err)) from None
     except OSError as err:
         raise UserError(f"cannot write {args.out}: {err.strerror or err}") from None

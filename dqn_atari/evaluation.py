@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -399,6 +400,48 @@ def load_policy(checkpoint: Path, device: torch.device):
         reason = first_line(err)
         raise EvaluationError(f"cannot read checkpoint {checkpoint}: {reason}") from None
     return network.to(device).eval(), cfg, state, acting_noise
+
+
+def export_model(source: Path, out: Path, weights_dtype: torch.dtype = torch.float16) -> dict:
+    """A model-only copy of a checkpoint or snapshot at `out`: the online network's weights, in
+    today's layout whatever version saved them, in float16 by default (half the bytes, small
+    enough to commit beside a run's results; the network computes in float32 when it plays),
+    and a noisy network's acting noise, with a state.json naming its source. `evaluate` and
+    `record` read it like a snapshot. It is written beside `out` and renamed into place, so `out`
+    is whole or untouched; only an earlier export is ever replaced. Returns the new state."""
+    from dqn_atari.checkpoint import fsync_dir
+    from dqn_atari.replay import write_synced
+
+    network, cfg, state, acting_noise = load_policy(source, torch.device("cpu"))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        try:
+            earlier = json.loads((out / "state.json").read_text())
+        except (OSError, ValueError):
+            earlier = None
+        if not isinstance(earlier, dict) or "exported_from" not in earlier:
+            raise EvaluationError(f"{out} exists and is not an exported model: give a new or empty directory")
+    weights = {
+        name: tensor.to(weights_dtype) if tensor.is_floating_point() else tensor
+        for name, tensor in network.state_dict().items()
+    }
+    agent = {"online": weights, **({"acting_noise": acting_noise} if acting_noise is not None else {})}
+    exported = {key: state[key] for key in ("frames", "steps", "evaluation") if key in state}
+    exported.update(num_actions=network.num_actions, config=cfg, weights_dtype=str(weights_dtype).split(".")[-1])
+    exported["exported_from"] = {"path": str(source.resolve()), "model_pt_crc32": state["files"]["model.pt"]}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    exported["files"] = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))}
+    write_synced(tmp / "state.json", lambda f: f.write(json.dumps(exported, indent=1).encode()))
+    fsync_dir(tmp)
+    if out.exists():
+        os.rename(out, old)
+    os.rename(tmp, out)
+    fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return exported
 
 
 def evaluate_checkpoint(

@@ -23,7 +23,6 @@ from helpers import (
     metric_points,
     metric_values,
     resume,
-    run_cli,
     train,
 )
 
@@ -452,68 +451,3 @@ def test_a_checkpoint_of_every_older_layout_resumes(tmp_path, layout):
         final = torch.load(checkpoints(old)[-1] / "model.pt", weights_only=True)["agent"]
         assert final["online"]["features.0.weight"].shape == (32, 4, 8, 8)  # today's layout
         assert {"noise_generator", "acting_noise"} <= final.keys()
-
-
-@pytest.mark.e2e
-def test_an_export_plays_like_its_checkpoint_in_half_the_bytes_and_evaluate_films_it(untrained_run, tmp_path):
-    """`export` keeps the online network in float16; the policy it loads gives the checkpoint's
-    Q-values to float16's precision on real Pong frames, and the README's watch command
-    (`evaluate <export> --episodes 1 --video`, a relative path) films a game beside it."""
-    import av
-    import numpy as np
-    import torch
-
-    from dqn_atari.envs import make_env
-    from dqn_atari.evaluation import find_checkpoint, load_policy
-
-    (tmp_path / "results").mkdir()
-    half, full = tmp_path / "results" / "model", tmp_path / "full"
-    result = run_cli("export", str(untrained_run), str(half))
-    assert result.returncode == 0, result.stderr
-    assert f"dqn-atari evaluate {half} --episodes 1 --video" in result.stdout
-    assert run_cli("export", str(untrained_run), str(full), "--float32").returncode == 0
-    assert (half / "model.pt").stat().st_size < 0.55 * (full / "model.pt").stat().st_size
-    state = json.loads((half / "state.json").read_text())
-    assert state["weights_dtype"] == "float16" and state["frames"] == 400
-    assert state["exported_from"]["path"] == str(find_checkpoint(untrained_run).resolve())
-
-    env = make_env("Pong", frame_stack=4, frame_size=84)
-    obs, _ = env.reset(seed=0)
-    frames = []
-    for _ in range(64):
-        obs, *_ = env.step(env.action_space.sample())
-        frames.append(obs)
-    env.close()
-    batch = torch.from_numpy(np.stack(frames))
-    q = {}
-    for name, path in (("checkpoint", find_checkpoint(untrained_run)), ("half", half)):
-        network = load_policy(path, torch.device("cpu"))[0]
-        assert all(p.dtype == torch.float32 for p in network.parameters())
-        with torch.no_grad():
-            q[name] = network(batch)
-    scale = q["checkpoint"].abs().max().item()
-    assert scale > 0
-    assert (q["half"] - q["checkpoint"]).abs().max().item() < 4e-3 * scale
-    assert not torch.equal(q["half"], q["checkpoint"])  # the weights really are rounded
-
-    watch = run_cli(
-        "evaluate", "results/model", "--episodes", "1", "--video", "--max-episode-frames", "400", cwd=tmp_path
-    )
-    assert watch.returncode == 0, watch.stderr
-    video_line = next(line for line in watch.stdout.splitlines() if line.strip().startswith("video"))
-    mp4 = tmp_path / video_line.split()[-1]  # printed relative to where the command ran
-    assert mp4.parent == tmp_path / "results" / "eval-000000000400-nature-eps0.05"
-    with av.open(str(mp4)) as container:
-        assert sum(1 for _ in container.decode(video=0)) > 90  # 400 frames: 100 agent steps, one picture each
-
-    # Exporting again replaces the export whole; a directory that is not an export is never replaced.
-    assert run_cli("export", str(untrained_run), str(half)).returncode == 0
-    assert sorted(p.name for p in half.parent.iterdir()) == ["eval-000000000400-nature-eps0.05", "model"]
-    other = tmp_path / "notes"
-    other.mkdir()
-    (other / "keep.txt").write_text("mine")
-    refused = run_cli("export", str(untrained_run), str(other))
-    assert refused.returncode == 2
-    not_an_export = "exists and is not an exported model: give a new or empty directory"
-    assert refused.stderr.strip() == f"dqn-atari: error: {other} {not_an_export}"
-    assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]
