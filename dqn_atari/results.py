@@ -214,13 +214,20 @@ def curve(run: Run, metric: str, x: str) -> tuple[np.ndarray, np.ndarray]:
     return frames, values
 
 
+# A group's seeds share its colour (groups are told apart by colour) and differ by line style.
+SEED_LINE_STYLES = ("-", "--", ":", "-.")
+SEED_LINE_STYLE_NAMES = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
+
+
 def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
     """Too few seeds for an interval: every seed's own curve, named at its end; evaluations as
     points with their spread over games (+/- one standard deviation)."""
     seeds = ", ".join(str(q.seed) for q in runs)
-    group_label = f"{name}, seed {seeds}" if len(runs) == 1 else f"{name}, seeds {seeds} (one line each)"
+    styles = [SEED_LINE_STYLES[i % len(SEED_LINE_STYLES)] for i in range(len(runs))]
+    style_names = ", ".join(SEED_LINE_STYLE_NAMES[s] for s in styles)
+    group_label = f"{name}, seed {seeds}" if len(runs) == 1 else f"{name}, seeds {seeds} (one line each: {style_names})"
     colour = None
-    for r in runs:
+    for r, style in zip(runs, styles, strict=True):
         cx, cy = curve(r, metric, x)
         label = group_label if colour is None else None  # one legend entry for the group
         if metric == "eval":
@@ -230,8 +237,9 @@ def _draw_seeds(ax, runs: list[Run], name: str, metric: str, x: str) -> None:
                 cx, cy, yerr=yerr, marker="o", markersize=3, linewidth=1, capsize=2, color=colour, label=label
             )
             line = container.lines[0]
+            line.set_linestyle(style)
         else:
-            (line,) = ax.plot(cx, cy, linewidth=1, color=colour, label=label)
+            (line,) = ax.plot(cx, cy, linewidth=1, color=colour, linestyle=style, label=label)
         colour = line.get_color()
         # named at its end, inside the axes (the label must not fall off the figure's edge)
         ax.annotate(

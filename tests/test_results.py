@@ -150,8 +150,11 @@ def test_few_seeds_are_drawn_one_line_each_and_many_get_a_labelled_band(runs, tm
     assert not [c for c in ax.collections if isinstance(c, PolyCollection)]  # 2 seeds: no band
     # each seed named at its line's end, beside the human and solved reference lines
     assert {t.get_text() for t in ax.texts} == {"s0", "s1", "human 14.6 (DQN Zoo's table)", "solved, 18"}
-    assert "seeds 0, 1 (one line each)" in ax.get_legend().get_texts()[0].get_text()
+    assert "seeds 0, 1 (one line each: solid, dashed)" in ax.get_legend().get_texts()[0].get_text()
     assert ax.lines[0].get_marker() == "o"  # evaluations are points, with their spread
+    seed_lines = [line for line in ax.lines if line.get_marker() == "o"]
+    assert [line.get_linestyle() for line in seed_lines] == ["-", "--"]  # one colour, told apart by style
+    assert seed_lines[0].get_color() == seed_lines[1].get_color()
     plt.close(fig)
     many = tmp_path / "many"
     for seed in range(5):
