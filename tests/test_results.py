@@ -227,7 +227,7 @@ def test_seeds_at_different_frames_are_averaged_only_as_each_seeds_final_model(t
     frame count, leaves the mean n/a."""
     rule = ["train.total_frames=1000000", "eval.stop_at_return=10"]
     make_run(tmp_path, "budget", "Pong", 0, 9.0, rule)  # evaluations 0 .. 9: trains to its budget
-    stopped = make_run(tmp_path, "stopped", "Pong", 1, 16.0, rule)  # 12.1 at 750k frames: stops there
+    stopped = make_run(tmp_path, "stopped", "Pong", 1, 16.0, rule)  # 12 at 750k frames: stops there
     rows = [r for r in (stopped / "metrics.csv").read_text().splitlines() if not r.startswith("1000000,")]
     (stopped / "metrics.csv").write_text("\n".join(rows) + "\n")
     write_report(stopped / "eval-000000750000-nature-eps0.05" / "report.json", "evaluate", 30, 0.05, 750_000, 19.0)
