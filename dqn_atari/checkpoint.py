@@ -93,6 +93,27 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_model_only(final: Path, agent: dict, state: dict) -> dict:
+    """Write a model-only directory (a run's snapshot, an export) at `final`: model.pt holding
+    `agent` and a state.json of `state` with the model file's CRC32 added, both synced. It is
+    written beside `final` and renamed into place, an existing `final` moved aside first, so
+    `final` is always either the old directory whole or the new one whole. Returns the state
+    as written."""
+    tmp, old = final.with_name(f".tmp-{final.name}"), final.with_name(f".old-{final.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    tmp.mkdir()
+    written = dict(state, files={"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))})
+    write_synced(tmp / "state.json", lambda f: f.write(json.dumps(written, indent=1).encode()))
+    fsync_dir(tmp)
+    if final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+    return written
+
+
 CHECKPOINT_NAME = re.compile(r"ckpt-(\d+)")
 # Keys every checkpoint's state.json holds; one without them is refused like a corrupt file.
 STATE_KEYS = ("frames", "steps", "games", "config", "files", "python_rng", "numpy_rng", "agent_rng")
@@ -182,16 +203,7 @@ class Checkpointer:
         root = self.root.parent / "snapshots"
         root.mkdir(parents=True, exist_ok=True)
         final = root / f"model-{frames:012d}"
-        tmp = root / f".tmp-{final.name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        files = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))}
-        write_synced(tmp / "state.json", lambda f: f.write(json.dumps(dict(state, files=files)).encode()))
-        fsync_dir(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        fsync_dir(root)
+        write_model_only(final, agent, state)
         return final
 
     def load(

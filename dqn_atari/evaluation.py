@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -409,8 +408,7 @@ def export_model(source: Path, out: Path, weights_dtype: torch.dtype = torch.flo
     and a noisy network's acting noise, with a state.json naming its source. `evaluate` and
     `record` read it like a snapshot. It is written beside `out` and renamed into place, so `out`
     is whole or untouched; only an earlier export is ever replaced. Returns the new state."""
-    from dqn_atari.checkpoint import fsync_dir
-    from dqn_atari.replay import write_synced
+    from dqn_atari.checkpoint import write_model_only
 
     network, cfg, state, acting_noise = load_policy(source, torch.device("cpu"))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -429,19 +427,7 @@ def export_model(source: Path, out: Path, weights_dtype: torch.dtype = torch.flo
     exported.update(num_actions=network.num_actions, config=cfg, weights_dtype=str(weights_dtype).split(".")[-1])
     exported["exported_from"] = {"path": str(source.resolve()), "model_pt_crc32": state["files"]["model.pt"]}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = out.with_name(f".tmp-{out.name}"), out.with_name(f".old-{out.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    tmp.mkdir()
-    exported["files"] = {"model.pt": write_synced(tmp / "model.pt", lambda f: torch.save({"agent": agent}, f))}
-    write_synced(tmp / "state.json", lambda f: f.write(json.dumps(exported, indent=1).encode()))
-    fsync_dir(tmp)
-    if out.exists():
-        os.rename(out, old)
-    os.rename(tmp, out)
-    fsync_dir(out.parent)
-    shutil.rmtree(old, ignore_errors=True)
-    return exported
+    return write_model_only(out, agent, exported)
 
 
 def evaluate_checkpoint(
