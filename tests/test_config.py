@@ -3,7 +3,28 @@ import pytest
 import yaml
 from helpers import CONFIGS
 
-from dqn_atari.config import Config, ConfigError, all_keys, load_config
+from dqn_atari.config import Config, ConfigError, all_keys, flatten, load_config, to_dict
+
+
+def test_every_shipped_config_loads():
+    """A misspelt key or an out-of-range value in any shipped file fails here, not when a
+    researcher first trains with it."""
+    paths = sorted(CONFIGS.rglob("*.yaml"))
+    assert len(paths) > 20
+    for path in paths:
+        load_config(path)
+
+
+def test_pongs_second_recipe_differs_from_the_first_only_in_training_final_epsilon():
+    """results/pong-solve-eps005/ is described as pong-solve with one change; this holds it to that."""
+    first = flatten(to_dict(load_config(CONFIGS / "pong-solve.yaml")))
+    second = flatten(to_dict(load_config(CONFIGS / "pong-solve-eps005.yaml")))
+    changed = {
+        key: (first.get(key), second.get(key))
+        for key in first.keys() | second.keys()
+        if first.get(key) != second.get(key)
+    }
+    assert changed == {"config_name": ("pong-solve", "pong-solve-eps005"), "agent.epsilon_end": (0.01, 0.05)}
 
 
 def test_shipped_configs_load_and_inherit():
