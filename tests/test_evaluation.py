@@ -3,9 +3,10 @@ decoded with PyAV, GIFs opened with Pillow."""
 
 import json
 import multiprocessing
+import shutil
 
 import pytest
-from helpers import run_cli
+from helpers import ROOT, run_cli
 
 
 @pytest.mark.e2e
@@ -207,3 +208,29 @@ def test_an_export_plays_like_its_checkpoint_in_half_the_bytes_and_evaluate_film
     not_an_export = "exists and is not an exported model: give a new or empty directory"
     assert refused.stderr.strip() == f"dqn-atari: error: {other} {not_an_export}"
     assert sorted(p.name for p in other.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.e2e
+def test_the_readmes_watch_command_films_the_committed_pong_model_winning(tmp_path):
+    """The README's watch command, run as written on the model committed under results/ (in a
+    copy of the repository's layout, so the repository gets no new files): it plays a full game
+    of Pong, wins it, and writes an MP4 that decodes to the game's pictures."""
+    import av
+
+    readme = (ROOT / "README.md").read_text()
+    (watch_line,) = [line for line in readme.splitlines() if " evaluate results/" in line and "--video" in line]
+    program, *args = watch_line.split("#")[0].split()
+    assert program == ".venv/bin/dqn-atari" and args[:2] == ["evaluate", "results/pong-solve/model"]
+    committed = ROOT / "results" / "pong-solve" / "model"
+    assert (committed / "model.pt").stat().st_size < 8_000_000
+    shutil.copytree(committed, tmp_path / "results" / "pong-solve" / "model")
+
+    watch = run_cli(*args, cwd=tmp_path)
+    assert watch.returncode == 0, watch.stderr
+    (report,) = (tmp_path / "results" / "pong-solve").glob("eval-*/report.json")
+    (game,) = json.loads(report.read_text())["per_episode"]
+    assert not game["capped"] and game["score"] > 0  # a full game, won: 21 points to fewer
+    video_line = next(line for line in watch.stdout.splitlines() if line.strip().startswith("video"))
+    with av.open(str(tmp_path / video_line.split()[-1])) as container:
+        pictures = sum(1 for _ in container.decode(video=0))
+    assert pictures >= game["steps"]  # one picture per agent step at least
