@@ -9,15 +9,15 @@ pong_cpu=("$r/pong-fast-cpu" "$r/pong-fast-cpu-s1" "$r/pong-nstep-dueling-s0" "$
     "$r/pong-nstep-dueling-s2" "$r/pong-nstep-dueling-2m-s0")
 pong_gpu=("$r/gpu-h200-2026-11-26c/pong-nstep-dueling-s0" "$r/gpu-h200-2026-11-26c/pong-nstep-dueling-s1"
     "$r/gpu-h200-2026-11-26c/pong-nstep-dueling-s2")
-pong_solve=("$r"/pong-solve/s[0-9])  # every seed started, finished or not
-plot "${pong_solve[@]}" --metric train --reference cleanrl-dqn --reference dopamine-dqn --out "$r/pong-solve/train-frames.png"
-plot "${pong_solve[@]}" --metric eval --out "$r/pong-solve/eval-frames.png"
-pong_solve_eps005=("$r"/pong-solve-eps005/s[0-9])
-plot "${pong_solve_eps005[@]}" --metric train --reference cleanrl-dqn --reference dopamine-dqn \
-    --out "$r/pong-solve-eps005/train-frames.png"
-if grep -qs eval/return_mean "$r"/pong-solve-eps005/s[0-9]/metrics.csv; then  # none before its first evaluation
-    plot "${pong_solve_eps005[@]}" --metric eval --out "$r/pong-solve-eps005/eval-frames.png"
-fi
+solve_figures() {  # a three-seed recipe's figures from every seed started, finished or not
+    local dir=$r/$1
+    plot "$dir"/s[0-9] --metric train --reference cleanrl-dqn --reference dopamine-dqn --out "$dir/train-frames.png"
+    if grep -qs eval/return_mean "$dir"/s[0-9]/metrics.csv; then  # none before a first evaluation
+        plot "$dir"/s[0-9] --metric eval --out "$dir/eval-frames.png"
+    fi
+}
+solve_figures pong-solve
+solve_figures pong-solve-eps005
 plot "${pong_cpu[@]}" --metric train --reference dopamine-dqn --reference dopamine-rainbow --out "$r/pong-seeds-train-frames.png"
 plot "${pong_cpu[@]}" --metric train --x hours --out "$r/pong-seeds-train-hours.png"
 plot "${pong_cpu[@]}" --metric eval --out "$r/pong-seeds-eval-frames.png"
