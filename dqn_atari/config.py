@@ -151,6 +151,11 @@ class TrainConfig:
     device: str = "auto"  # auto (a GPU if there is one), cpu, cuda or cuda:N
     torch_threads: int = 0  # torch's CPU threads; 0: SLURM's CPUs per task under SLURM, else torch's default
     deterministic: bool = False  # torch's deterministic algorithms (bit-exact resume on CUDA too)
+    # CPU arithmetic flushes denormal floats (nonzero, below 1.2e-38) to zero, as TensorFlow's
+    # CPU kernels do: Adam's moments of barely used weights decay into that range over a long run
+    # and every operation on them takes the CPU's slow path (`dqn-atari benchmark denormal`).
+    # No update can move a weight by such an amount. Ignored on a GPU.
+    flush_denormal: bool = True
     # On a GPU, replay each update as one captured CUDA graph (the same computation; several
     # times faster at batch 32, where launching the kernels costs more than running them).
     # Ignored on a CPU.

@@ -33,6 +33,7 @@ PER_RUN_KEYS = {
     "config_name",
     "train.device",
     "train.torch_threads",
+    "train.flush_denormal",
     "train.cuda_graph",
 }
 PER_RUN_SECTIONS = {"log.", "checkpoint."}

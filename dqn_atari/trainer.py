@@ -86,6 +86,17 @@ def allocated_cpus() -> int:
     return int(value) if value.isdigit() else 0
 
 
+def cpu_arithmetic(threads: int, flush_denormal: bool) -> None:
+    """torch's CPU threads (0: torch's default) and whether CPU arithmetic flushes denormal
+    floats to zero (`train.flush_denormal`). Both hold for the whole process. The flush flag
+    belongs to each thread, and torch's worker threads copy it from the main thread when they
+    start, at torch's first parallel operation: set it before anything computes, as a new
+    process does here, and every thread flushes."""
+    torch.set_flush_denormal(flush_denormal)
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Python's, numpy's and torch's global generators (nothing in a run draws from them; a
     library that does then repeats itself), and torch's deterministic algorithms."""
@@ -308,10 +319,8 @@ class Trainer:
             raise ValueError("a Trainer needs one run directory (and envs, if given) per config")
         check_population(configs)
         self.cfg = configs[0]  # the settings all members share
+        cpu_arithmetic(self.cfg.train.torch_threads or allocated_cpus(), self.cfg.train.flush_denormal)
         seed_everything(self.cfg.seed, self.cfg.train.deterministic)
-        threads = self.cfg.train.torch_threads or allocated_cpus()
-        if threads:
-            torch.set_num_threads(threads)
         self.device = resolve_device(self.cfg.train.device)
         self.seeds = [SeedRun(c, d, e, self.device) for c, d, e in zip(configs, run_dirs, env_list, strict=True)]
         if len(self.seeds) > 1:

@@ -1,11 +1,13 @@
 """The training loop on real Pong: the replay ratio, logs a person can read, and failure."""
 
 import csv
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from helpers import CONFIGS
+from helpers import CONFIGS, ROOT
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from dqn_atari.config import load_config
@@ -257,3 +259,38 @@ def test_train_deterministic_turns_on_torchs_deterministic_algorithms():
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         deterministic_algorithms(before)
+
+
+# A process that trains, then halves the smallest normal float on every element of a tensor large
+# enough that torch splits it between its two threads: prints how many halves are nonzero.
+_TRAIN_THEN_HALVE_TINY = """
+import sys, torch
+from dqn_atari.config import load_config
+from dqn_atari.trainer import Trainer
+flush, run_dir = sys.argv[1], sys.argv[2]
+overrides = ["train.torch_threads=2", f"train.flush_denormal={flush}", "train.total_frames=2400",
+             "train.learning_starts_steps=300", "log.progress=quiet", "log.tensorboard=false"]
+trainer = Trainer(load_config("configs/smoke.yaml", overrides), run_dir)
+trainer.train()
+trainer.close()
+halves = torch.full((1 << 20,), torch.finfo(torch.float32).tiny) * 0.5
+print(int((halves != 0).sum()))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flush", [True, False])
+def test_training_flushes_denormal_floats_to_zero_on_every_thread_unless_told_not_to(tmp_path, flush):
+    """Adam's moments of barely used weights decay below the smallest normal float over a long
+    run; train.flush_denormal makes the CPU treat them as zero in the main thread and in torch's
+    worker threads alike, and false leaves IEEE arithmetic as it is."""
+    child = subprocess.run(
+        [sys.executable, "-c", _TRAIN_THEN_HALVE_TINY, str(flush).lower(), str(tmp_path / "run")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert child.returncode == 0, child.stderr
+    nonzero_halves = int(child.stdout.split()[-1])
+    assert nonzero_halves == (0 if flush else 1 << 20)
