@@ -390,6 +390,65 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     return out
 
 
+# Share of the entries of Adam's moments that hold denormal floats in the benchmark below: about
+# what results/pong-solve-eps005's seed 0 held at 1.6M frames (its exp_avg: 28-81% per weight
+# tensor, about half of all entries; its exp_avg_sq: 20-59%, about a third).
+DENORMAL_MOMENT_SHARE = 1 / 3
+
+
+def learning_step_on_decaying_moments(share: float = DENORMAL_MOMENT_SHARE):
+    """(agent, step): the Pong recipes' network (dueling, Adam) after one update, and a function
+    that takes one more learning step with Adam's moments as a long run leaves them, under IEEE
+    arithmetic (`step(False)`) or with denormal floats flushed to zero (`step(True)`). A weight
+    whose unit has stopped firing gets no gradient, and its moments decay geometrically through
+    the denormal range; `share` of every weight's entries are such weights: before every step
+    their moments are put back to the same denormal values, and their gradients are held at zero."""
+    on = torch.device("cpu")
+    agent = _agent("dqn", on, network={"dueling": True})
+    batch = _batch(on)
+    agent.update(batch)  # Adam's moments exist from the first step on
+    g = torch.Generator().manual_seed(2)
+    decaying = []  # (a moment, its value before each step)
+    for member, optimizer in zip(agent.online, agent.optimizers, strict=True):
+        for weight in member.parameters():
+            dead = torch.rand(weight.shape, generator=g) < share
+            weight.register_hook(lambda grad, live=~dead: grad * live)
+            tiny = torch.finfo(weight.dtype).tiny
+            denormal = tiny * torch.rand(weight.shape, generator=g).clamp_min(1e-6)
+            for name in ("exp_avg", "exp_avg_sq"):
+                moment = optimizer.state[weight][name]
+                decaying.append((moment, torch.where(dead, denormal, moment)))
+
+    def step(flush: bool) -> None:
+        torch.set_flush_denormal(flush)
+        for moment, before in decaying:
+            moment.copy_(before)
+        agent.update(batch)
+
+    return agent, step
+
+
+def bench_denormal(seconds: float = 5.0) -> dict:
+    """A learning step on decaying moments (`learning_step_on_decaying_moments`) under IEEE
+    arithmetic and with denormal floats flushed to zero (`train.flush_denormal`), alternated on
+    one agent. One torch thread, as each seed of the Pong recipes trains: the flag belongs to
+    each thread, and worker threads copy it only when they start."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, step = learning_step_on_decaying_moments()
+        ieee_rate, flushed_rate = _paired(lambda: step(False), lambda: step(True), seconds, block=5)
+    finally:
+        torch.set_flush_denormal(False)  # torch's default, for the benchmarks after this one
+        torch.set_num_threads(threads)
+    return {
+        "denormal_moment_share": DENORMAL_MOMENT_SHARE,
+        "update_ms_ieee": 1000 / ieee_rate,
+        "update_ms_flushed": 1000 / flushed_rate,
+        "flush_speedup": flushed_rate / ieee_rate,
+    }
+
+
 # ---------------------------------------------------------------------------- update on a GPU
 def _update_agents(on: torch.device, cuda_graph: bool, members: int = 1, **settings) -> dict:
     """Nature DQN's and Rainbow's update, from fixed seeds: the same initial weights and noise
@@ -866,6 +925,7 @@ BENCHMARKS = {
     "env": bench_env,
     "replay": bench_replay,
     "learner": bench_learner,
+    "denormal": bench_denormal,
     "update_gpu": bench_update_gpu,
     "loop": bench_loop,
     "loop_grid": bench_loop_grid,

@@ -292,7 +292,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Benchmarks: env (pixel pipeline), replay (memory and sampling, frames in host memory and on "
         "the device), learner (update time vs plain PyTorch; fp32, channels-last and bf16; the machine's "
         "matrix-product rate; Rainbow, "
-        "QR-DQN and IQN beside DQN), update_gpu (the update's device profile, eager vs CUDA graph; on a "
+        "QR-DQN and IQN beside DQN), denormal (a learning step with Adam's moments partly denormal, IEEE "
+        "arithmetic vs denormals flushed to zero), update_gpu (the update's device profile, eager vs CUDA graph; on a "
         "CPU only its eager and acting times), loop (training loop vs learner bound), loop_grid (the "
         "loop at 1, 4 and 8 envs, both env backends, and on a GPU with frames in host memory, on the "
         "GPU, and with the CUDA graph), population (K = 1, 2, 3, 4, 8 seeds in one process vs the same seeds "
@@ -306,6 +307,7 @@ def _parser() -> argparse.ArgumentParser:
             "env",
             "replay",
             "learner",
+            "denormal",
             "update_gpu",
             "loop",
             "loop_grid",
