@@ -390,9 +390,9 @@ def bench_learner(seconds: float = 5.0, device: str | None = None) -> dict:
     return out
 
 
-# Share of the entries of Adam's moments that hold denormal floats in the benchmark below: about
-# what results/pong-solve-eps005's seed 0 held at 1.6M frames (its exp_avg: 28-81% per weight
-# tensor, about half of all entries; its exp_avg_sq: 20-59%, about a third).
+# Share of the entries of Adam's moments that hold denormal floats in the benchmark below: at most
+# what results/pong-solve-eps005's seeds held at 1.7M frames (46-49% of exp_avg's entries, 31-35%
+# of exp_avg_sq's: results/benchmarks-cpu-2026-12-05-denormal/denormal-moments.txt).
 DENORMAL_MOMENT_SHARE = 1 / 3
 
 
