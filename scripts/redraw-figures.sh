@@ -11,6 +11,7 @@ pong_gpu=("$r/gpu-h200-2026-11-26c/pong-nstep-dueling-s0" "$r/gpu-h200-2026-11-2
     "$r/gpu-h200-2026-11-26c/pong-nstep-dueling-s2")
 solve_figures() {  # a three-seed recipe's figures from every seed started, finished or not
     local dir=$r/$1
+    compgen -G "$dir/s[0-9]" >/dev/null || return 0  # no seed started yet
     plot "$dir"/s[0-9] --metric train --reference cleanrl-dqn --reference dopamine-dqn --out "$dir/train-frames.png"
     if grep -qs eval/return_mean "$dir"/s[0-9]/metrics.csv; then  # none before a first evaluation
         plot "$dir"/s[0-9] --metric eval --out "$dir/eval-frames.png"
@@ -18,6 +19,7 @@ solve_figures() {  # a three-seed recipe's figures from every seed started, fini
 }
 solve_figures pong-solve
 solve_figures pong-solve-eps005
+solve_figures breakout-solve
 plot "${pong_cpu[@]}" --metric train --reference dopamine-dqn --reference dopamine-rainbow --out "$r/pong-seeds-train-frames.png"
 plot "${pong_cpu[@]}" --metric train --x hours --out "$r/pong-seeds-train-hours.png"
 plot "${pong_cpu[@]}" --metric eval --out "$r/pong-seeds-eval-frames.png"
