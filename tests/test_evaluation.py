@@ -220,14 +220,15 @@ def test_the_readmes_watch_command_films_the_committed_pong_model_winning(tmp_pa
     readme = (ROOT / "README.md").read_text()
     (watch_line,) = [line for line in readme.splitlines() if " evaluate results/" in line and "--video" in line]
     program, *args = watch_line.split("#")[0].split()
-    assert program == ".venv/bin/dqn-atari" and args[:2] == ["evaluate", "results/pong-solve/model"]
-    committed = ROOT / "results" / "pong-solve" / "model"
+    assert program == ".venv/bin/dqn-atari" and args[0] == "evaluate" and args[1].startswith("results/")
+    committed = ROOT / args[1]
+    assert json.loads((committed / "state.json").read_text())["config"]["env"]["game"] == "Pong"
     assert (committed / "model.pt").stat().st_size < 8_000_000
-    shutil.copytree(committed, tmp_path / "results" / "pong-solve" / "model")
+    shutil.copytree(committed, tmp_path / args[1])
 
     watch = run_cli(*args, cwd=tmp_path)
     assert watch.returncode == 0, watch.stderr
-    (report,) = (tmp_path / "results" / "pong-solve").glob("eval-*/report.json")
+    (report,) = (tmp_path / args[1]).parent.glob("eval-*/report.json")
     (game,) = json.loads(report.read_text())["per_episode"]
     assert not game["capped"] and game["score"] > 0  # a full game, won: 21 points to fewer
     video_line = next(line for line in watch.stdout.splitlines() if line.strip().startswith("video"))
