@@ -292,8 +292,11 @@ REFERENCES = {
     ),
 }
 # Lines every panel of a game gets: the human tester's score of the normalisation table, and
-# what this project calls solved.
-SOLVED = {"Pong": 18.0}
+# the score this project's three-seed results aim for (configs/pong-solve*.yaml, breakout-solve.yaml).
+GOALS = {"Pong": (18.0, "solved, 18"), "Breakout": (31.8, "goal 31.8 (the Nature paper's human score)")}
+# Labels of lines closer than this share of the axis height would overlap: the lower one's label
+# goes below its line.
+LABEL_CLEARANCE_SHARE = 0.06
 
 
 def published_curve(game: str, reference: str) -> tuple[np.ndarray, np.ndarray, int]:
@@ -388,24 +391,30 @@ def draw_curves(paths, metric: str = "eval", x: str = "frames", references: tupl
 
 def _reference_lines(ax, game: str) -> None:
     """Dashed horizontal lines, labelled at the right inside the axes: the human tester's score
-    (DQN Zoo's table, as every human-normalised number here) and, for Pong, solved (18)."""
+    (DQN Zoo's table, as every human-normalised number here) and the game's goal (`GOALS`)."""
     from dqn_atari.evaluation import reference_scores
 
     lines = []
     human = reference_scores().get(game)
     if human is not None:
         lines.append((human[1], f"human {human[1]:g} (DQN Zoo's table)"))
-    if game in SOLVED:
-        lines.append((SOLVED[game], f"solved, {SOLVED[game]:g}"))
-    for value, text in lines:
+    if game in GOALS:
+        lines.append(GOALS[game])
+    for value, _ in lines:
         ax.axhline(value, color="0.35", linestyle="--", linewidth=0.8)
+    bottom, top = ax.get_ylim()  # with the lines in: they can widen it
+    higher = float("inf")
+    for value, text in sorted(lines, reverse=True):
+        below = higher - value < LABEL_CLEARANCE_SHARE * (top - bottom)
+        higher = value
         ax.annotate(
             text,
             (1.0, value),
             xycoords=("axes fraction", "data"),
-            xytext=(-4, 3),
+            xytext=(-4, -3 if below else 3),
             textcoords="offset points",
             ha="right",
+            va="top" if below else "baseline",
             fontsize=7,
             color="0.25",
             bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1},

@@ -166,6 +166,25 @@ def test_few_seeds_are_drawn_one_line_each_and_many_get_a_labelled_band(runs, tm
     plt.close(fig)
 
 
+def test_breakouts_goal_is_drawn_beside_the_human_line_with_neither_label_over_the_other(runs):
+    """Breakout's goal (31.8, the Nature paper's human score) sits 1.3 above DQN Zoo's human score:
+    the two labels would overlap, so the lower one is written below its line."""
+    import matplotlib.pyplot as plt
+
+    from dqn_atari.results import draw_curves
+
+    fig, _ = draw_curves([runs / "breakout-0", runs / "breakout-1"])
+    (ax,) = fig.axes
+    labels = {t.get_text(): t for t in ax.texts if "human" in t.get_text() or "goal" in t.get_text()}
+    goal, human = labels["goal 31.8 (the Nature paper's human score)"], labels["human 30.5 (DQN Zoo's table)"]
+    assert goal.xy[1] == 31.8 and human.xy[1] == 30.5
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    goal_box, human_box = goal.get_window_extent(renderer), human.get_window_extent(renderer)
+    assert human_box.y1 <= goal_box.y0  # the human label wholly below the goal's
+    plt.close(fig)
+
+
 def test_a_run_recorded_before_keys_were_renamed_or_added_groups_with_todays_runs_of_its_settings(tmp_path):
     """An older resolved config counted the target period in updates (250 x 4 agent steps per
     update = today's 1,000 agent steps) and had no `network.noisy` key yet."""
