@@ -32,6 +32,7 @@ done
 DQN=${DQN_ATARI:-.venv/bin/dqn-atari}
 threads=${THREADS:-1}
 read -r -a epsilons <<< "${EVAL_EPSILONS:-0.05 0.01}"
+last_epsilon=${epsilons[${#epsilons[@]}-1]}  # its report is the evaluation's last file
 name=$(basename "$config" .yaml)
 mkdir -p "$runs_dir"
 export PYTHONUNBUFFERED=1
@@ -59,7 +60,6 @@ run() {  # a step in the background, so that a stop reaches this shell while it 
 for seed in "$@"; do
     run_dir="$runs_dir/$name-s$seed"
     log="$run_dir.log"
-    last_epsilon=${epsilons[${#epsilons[@]}-1]}
     if compgen -G "$run_dir/eval-*-nature-eps$last_epsilon/report.json" >/dev/null; then
         echo "seed $seed: trained and scored before ($run_dir)"
         continue
