@@ -20,6 +20,7 @@ solve_figures() {  # a three-seed recipe's figures from every seed started, fini
 solve_figures pong-solve
 solve_figures pong-solve-eps005
 solve_figures breakout-solve
+solve_figures breakout-solve2
 plot "${pong_cpu[@]}" --metric train --reference dopamine-dqn --reference dopamine-rainbow --out "$r/pong-seeds-train-frames.png"
 plot "${pong_cpu[@]}" --metric train --x hours --out "$r/pong-seeds-train-hours.png"
 plot "${pong_cpu[@]}" --metric eval --out "$r/pong-seeds-eval-frames.png"
