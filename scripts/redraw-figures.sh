@@ -19,6 +19,7 @@ solve_figures() {  # a three-seed recipe's figures from every seed started, fini
 }
 solve_figures pong-solve
 solve_figures pong-solve-eps005
+solve_figures pong-solve3
 solve_figures breakout-solve
 solve_figures breakout-solve2
 plot "${pong_cpu[@]}" --metric train --reference dopamine-dqn --reference dopamine-rainbow --out "$r/pong-seeds-train-frames.png"
