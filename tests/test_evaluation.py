@@ -223,6 +223,14 @@ def readme_watch_commands():
 SCORE_ABOVE = {"Pong": 0, "Breakout": 10}
 
 
+def test_the_readme_has_a_watch_command_for_every_committed_model():
+    """One README watch command per model committed under results/ (at most one per game), so the
+    test below films every one of them and none goes unseen."""
+    committed = sorted(str(p.parent.relative_to(ROOT)) for p in ROOT.glob("results/*/model/model.pt"))
+    assert committed, "no model committed under results/"
+    assert sorted(words[2] for words in readme_watch_commands()) == committed
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("watch_command", readme_watch_commands(), ids=lambda words: words[2])
 def test_the_readmes_watch_command_films_the_committed_model_playing_a_full_game_well(watch_command, tmp_path):
